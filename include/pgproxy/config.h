@@ -1,0 +1,159 @@
+/*
+ * config.h - pgproxy's configuration: defaults, config.toml, environment,
+ * command-line flags, validation, and endpoint parsing.
+ *
+ * Every key is one row of a static table in config.c (section, name, type,
+ * offset into pgp_config_t, default as text, range or allowed values,
+ * help); loading, environment, flags, validation and dump are generic over
+ * that table (the libusual cfparser idea), and the TOML syntax lives in
+ * toml.c.  Precedence is the caller's order of calls: pgp_config_init
+ * (defaults) < pgp_config_load_file < pgp_config_apply_env <
+ * pgp_config_set (flags), then pgp_config_finish.  Each load/env/set call
+ * is all-or-nothing: on error the config is left exactly as it was, so a
+ * SIGHUP reload can keep running on the old values.  Values are checked
+ * (type, range, allowed values, endpoint syntax) when set, so errors name
+ * the file and line, the variable or the flag.  This module does no I/O
+ * besides reading the named file and writing the dump, keeps no global
+ * state, and does not resolve host names.  Not thread-safe per config.
+ */
+#ifndef PGPROXY_CONFIG_H
+#define PGPROXY_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define PGP_CONFIG_LISTEN_PORT 6433     /* proxy.listen when no port is given */
+#define PGP_CONFIG_UPSTREAM_PORT 5432   /* proxy.upstream when no port is given */
+#define PGP_CONFIG_MAX_FILE_BYTES (16 * 1024 * 1024)
+#define PGP_ENDPOINT_UNIX_PATH_MAX 107  /* sockaddr_un.sun_path minus its NUL */
+
+typedef struct pgp_endpoint {
+    char host[256];   /* hostname or IPv4/IPv6 literal without brackets; or a unix socket path */
+    uint16_t port;
+    bool is_unix;     /* host is a directory (libpq convention: socket = host/.s.PGSQL.<port>) or, with "unix:" prefix, a full socket path */
+    bool is_socket_file;  /* is_unix only: host is the socket file itself ("unix:" form), port unused */
+} pgp_endpoint_t;
+
+/* A list of strings for array keys (e.g. admin.console_users, not yet built). */
+typedef struct pgp_config_strlist {
+    char **items;     /* owned, each NUL-terminated */
+    size_t count;
+} pgp_config_strlist_t;
+
+typedef struct pgp_config {
+    char *source_path;                 /* file loaded, or NULL */
+    struct {
+        char *listen;   pgp_endpoint_t listen_ep;    /* default "127.0.0.1:6433" */
+        char *upstream; pgp_endpoint_t upstream_ep;  /* default "127.0.0.1:5432" */
+        int64_t max_client_connections;  /* 1000, range 1..1000000 */
+        int64_t connect_timeout_ms;      /* 5000, range 1..3600000 */
+        int64_t shutdown_timeout_ms;     /* 30000, range 0..86400000 */
+        int64_t max_message_bytes;       /* 1073741824 (1 GiB), range 1024..1073741824 */
+    } proxy;
+    struct {
+        char *level;    /* "info": debug|info|warn|error */
+        char *format;   /* "text": text|json */
+    } log;
+} pgp_config_t;
+
+/*
+ * Fill `cfg` with the defaults (the *_ep fields are parsed too).  Strings
+ * are owned by cfg (free with pgp_config_free).  Never fails; should an
+ * allocation fail, the string stays NULL and pgp_config_finish reports it.
+ */
+void pgp_config_init(pgp_config_t *cfg);
+
+/* Free what cfg owns and zero it; init again before reuse.  Idempotent. */
+void pgp_config_free(pgp_config_t *cfg);
+
+/*
+ * Strict load of the TOML file `path` over the current values (keys not in
+ * the file keep their value).  Returns 0 and sets cfg->source_path (owned
+ * copy of path), or -1 with cfg unchanged and a one-line message in err:
+ * "<path>:<line>: <what>" for content errors, e.g.
+ *   config.toml:12: unknown key "listn" in [proxy] (did you mean "listen"?)
+ *   config.toml:3: proxy.max_client_connections: expected an integer, got a string
+ * or "<path>: <strerror>" when the file cannot be read.  `path` borrowed.
+ */
+int pgp_config_load_file(pgp_config_t *cfg, const char *path, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Same as pgp_config_load_file, from `len` bytes of `data` (any bytes,
+ * embedded NULs are an error, not a crash); `name` (borrowed) is used in
+ * messages.  cfg->source_path is not changed.
+ */
+int pgp_config_load_buffer(pgp_config_t *cfg, const char *name, const char *data, size_t len,
+                           char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Apply PGPROXY_<SECTION>_<KEY> variables (upper case, e.g.
+ * PGPROXY_PROXY_LISTEN, PGPROXY_LOG_LEVEL) and the alias PGPROXY_UPSTREAM
+ * (= proxy.upstream; setting both to different values is an error) from
+ * `envp`, a NULL-terminated environ-style array (borrowed).  Values are
+ * text parsed by key type (see pgp_toml_parse_text).  Other variables are
+ * ignored (DATABASE_URL is never read); an unknown PGPROXY_* variable is an
+ * error with a did-you-mean.  When a name appears twice the first wins, as
+ * with getenv.  Returns 0, or -1 with cfg unchanged and e.g.
+ *   environment PGPROXY_PROXY_MAX_CLIENT_CONNECTIONS: expected an integer, got "x"
+ */
+int pgp_config_apply_env(pgp_config_t *cfg, char *const *envp, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Set one key from text, e.g. ("proxy.listen", "127.0.0.1:7000"); the text
+ * is parsed by the key's type like an environment value.  `origin`
+ * (borrowed, may be NULL = the key name) names the source in messages, e.g.
+ * "--listen".  Returns 0, or -1 with cfg unchanged and "<origin>: <what>".
+ */
+int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
+                   const char *origin, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Check every key (ranges, allowed values, endpoints) and parse
+ * proxy.listen / proxy.upstream into listen_ep / upstream_ep (default ports
+ * 6433 / 5432).  Also rejects listen == upstream (pgproxy would connect to
+ * itself).  Returns 0, or -1 with "<section>.<key>: <what>" in err.
+ */
+int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Print the effective config to f as TOML that pgp_config_load_* accepts:
+ * one [section] per section, every key with its value.
+ */
+void pgp_config_dump(const pgp_config_t *cfg, FILE *f);
+
+/*
+ * Parse an endpoint (text borrowed, *out written only on success):
+ *   "host:port", "host" (port = default_port), "[v6]:port", "[v6]", "::1"
+ *   (bare IPv6, default port), "/dir" (unix socket directory, libpq
+ *   convention, port = default_port), "unix:/path/to/socket" (the socket
+ *   file itself), "postgres://[user[:pw]@]host[:port][/db][?query]" or
+ *   "postgresql://..." (host may be [v6] or a percent-encoded unix
+ *   directory such as %2Ftmp; the query parameters host= and port= are
+ *   honoured as in libpq, the rest is ignored for now).
+ * Host names are checked for syntax only (no DNS).  Returns 0, or -1 with
+ * a message such as `invalid port in "x:99999"`.
+ */
+int pgp_endpoint_parse(const char *text, uint16_t default_port, pgp_endpoint_t *out,
+                       char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Format for messages: "127.0.0.1:5432", "[::1]:5432", "/tmp/.s.PGSQL.5432",
+ * "/run/pg.sock".  Always NUL-terminates when buflen > 0 (may truncate).
+ */
+void pgp_endpoint_format(const pgp_endpoint_t *ep, char *buf, size_t buflen);
+
+/*
+ * For a unix endpoint, write the socket file path ("dir/.s.PGSQL.<port>"
+ * or the "unix:" path) into buf.  Returns 0, or -1 when ep is not unix or
+ * the path does not fit in buflen or in PGP_ENDPOINT_UNIX_PATH_MAX.
+ */
+int pgp_endpoint_socket_path(const pgp_endpoint_t *ep, char *buf, size_t buflen)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * server.h - the listener, the session list, limits and signals.
+ *
+ * The server accepts clients on proxy.listen, counts them against
+ * proxy.max_client_connections, and turns SIGTERM into a drain (stop
+ * accepting, close idle sessions, wait for busy ones up to
+ * proxy.shutdown_timeout_ms), SIGINT or a second SIGTERM into an
+ * immediate exit, and SIGHUP into a reload through a callback.
+ */
+#ifndef PGPROXY_SERVER_H
+#define PGPROXY_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pgproxy/config.h"
+#include "pgproxy/relay.h"
+#include "pgproxy/session.h"
+
+/* Counters since start (loop thread writes). */
+typedef struct pgp_server_stats {
+    uint64_t connections_total;     /* accepted client connections */
+    uint64_t connections_refused;   /* refused for the client limit */
+    uint64_t bytes_client_to_server;
+    uint64_t bytes_server_to_client;
+} pgp_server_stats_t;
+
+/* SIGHUP handler: updates the reloadable fields of the live config in place. */
+typedef void (*pgp_server_reload_fn)(void *ud);
+
+struct pgp_server {
+    uv_loop_t *loop;
+    const pgp_config_t *cfg;         /* borrowed; reloads update it in place */
+    pgp_stream_t listener;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t drain_timer;
+    pgp_session_t *sessions;         /* all live sessions */
+    uint32_t session_count;          /* all live sessions */
+    uint32_t client_count;           /* sessions within the client limit */
+    uint64_t next_session_id;
+    pgp_server_stats_t stats;
+    pgp_server_reload_fn reload;
+    void *reload_ud;
+    bool draining;
+    bool listening;
+};
+
+/*
+ * Bind proxy.listen and install signal handlers on loop.  cfg is borrowed
+ * and must outlive the server.
+ * Returns 0 or a libuv error (with a log line naming the address).
+ */
+__attribute__((warn_unused_result)) int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop,
+                                                         const pgp_config_t *cfg,
+                                                         pgp_server_reload_fn reload, void *ud);
+
+/* Run the loop until the server has shut down; returns the exit code (0). */
+int pgp_server_run(pgp_server_t *srv);
+
+/* Begin the graceful shutdown (what SIGTERM does). */
+void pgp_server_drain(pgp_server_t *srv);
+
+/* A session was freed (session.c calls this; it unlinks itself first). */
+void pgp_server_session_ended(pgp_server_t *srv, bool counted);
+
+#endif

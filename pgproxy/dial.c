@@ -1,0 +1,202 @@
+/*
+ * dial.c - non-blocking connects to the upstream, and cancel requests.
+ *
+ * Name resolution runs on libuv's thread pool; the rest is callbacks.
+ * The cancel sender is a tiny self-owned object: connect, write the
+ * CancelRequest, close after the write, free in the close callback (the
+ * server answers a cancel by closing, it never replies).
+ */
+#include "pgproxy/dial.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgproxy/log.h"
+#include "pgproxy/proto.h"
+
+static void dial_finish(pgp_dial_t *d, int status)
+{
+    if (status == 0 && d->io->handle.type == UV_TCP) {
+        /* Latency matters more than segment count for a query protocol. */
+        (void)uv_tcp_nodelay(&d->io->tcp, 1);
+        (void)uv_tcp_keepalive(&d->io->tcp, 1, 60);
+    }
+    d->cb(d, status);
+}
+
+static void on_dial_connect(uv_connect_t *req, int status)
+{
+    pgp_dial_t *d = req->data;
+    dial_finish(d, d->aborted && status == 0 ? UV_ECANCELED : status);
+}
+
+static void on_dial_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    pgp_dial_t *d = req->data;
+    d->resolving = false;
+    if (d->aborted || status < 0 || res == NULL) {
+        if (res)
+            uv_freeaddrinfo(res);
+        dial_finish(d, d->aborted ? UV_ECANCELED : (status < 0 ? status : UV_EAI_NONAME));
+        return;
+    }
+    d->conn.data = d;
+    int r = uv_tcp_connect(&d->conn, &d->io->tcp, res->ai_addr, on_dial_connect);
+    uv_freeaddrinfo(res);
+    if (r < 0)
+        dial_finish(d, r);
+}
+
+int pgp_dial_start(pgp_dial_t *d, uv_loop_t *loop, const pgp_endpoint_t *ep, pgp_stream_t *io,
+                   pgp_dial_cb cb, void *data)
+{
+    int r;
+    memset(d, 0, sizeof(*d));
+    d->ep = *ep;
+    d->io = io;
+    d->cb = cb;
+    d->data = data;
+    d->conn.data = d;
+    d->gai.data = d;
+
+    if (ep->is_unix) {
+        char path[sizeof(ep->host) + 32];
+        size_t n = strnlen(ep->host, sizeof(ep->host));
+        if (ep->port == 0)   /* "unix:" form: the socket path itself */
+            r = snprintf(path, sizeof(path), "%.*s", (int)n, ep->host);
+        else
+            r = snprintf(path, sizeof(path), "%.*s/.s.PGSQL.%u", (int)n, ep->host, ep->port);
+        if (r < 0 || (size_t)r >= sizeof(path))
+            return UV_ENAMETOOLONG;
+        r = uv_pipe_init(loop, &io->pipe, 0);
+        if (r < 0)
+            return r;
+        d->io_ready = true;
+        uv_pipe_connect(&d->conn, &io->pipe, path, on_dial_connect);
+        return 0;
+    }
+
+    r = uv_tcp_init(loop, &io->tcp);
+    if (r < 0)
+        return r;
+    d->io_ready = true;
+    struct sockaddr_storage ss;
+    if (uv_ip4_addr(ep->host, ep->port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(ep->host, ep->port, (struct sockaddr_in6 *)&ss) == 0) {
+        r = uv_tcp_connect(&d->conn, &io->tcp, (const struct sockaddr *)&ss, on_dial_connect);
+        if (r < 0)
+            goto fail;
+        return 0;
+    }
+    char port[8];
+    snprintf(port, sizeof(port), "%u", ep->port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    d->resolving = true;
+    r = uv_getaddrinfo(loop, &d->gai, on_dial_resolved, ep->host, port, &hints);
+    if (r < 0) {
+        d->resolving = false;
+        goto fail;
+    }
+    return 0;
+fail:
+    return r;
+}
+
+void pgp_dial_abort(pgp_dial_t *d)
+{
+    d->aborted = true;
+    if (d->resolving)
+        (void)uv_cancel((uv_req_t *)&d->gai);
+}
+
+/* A cancel in flight: owns itself. */
+typedef struct cancel_job {
+    pgp_dial_t dial;
+    pgp_stream_t io;
+    uv_write_t wreq;
+    uv_timer_t timer;
+    int refs;   /* open handles + the dial callback still to come */
+    size_t len;
+    uint8_t pkt[12 + PGP_PROTO_CANCEL_KEY_MAX_BYTES];
+} cancel_job_t;
+
+static void cancel_unref(cancel_job_t *j)
+{
+    if (--j->refs == 0)
+        free(j);
+}
+
+static void on_cancel_handle_close(uv_handle_t *h)
+{
+    cancel_unref(h->data);
+}
+
+static void cancel_job_end(cancel_job_t *j)
+{
+    if (j->dial.io_ready && !uv_is_closing(&j->io.handle))
+        uv_close(&j->io.handle, on_cancel_handle_close);
+    if (!uv_is_closing((uv_handle_t *)&j->timer))
+        uv_close((uv_handle_t *)&j->timer, on_cancel_handle_close);
+}
+
+static void on_cancel_written(uv_write_t *req, int status)
+{
+    cancel_job_t *j = req->data;
+    if (status < 0)
+        pgp_log(PGP_LOG_DEBUG, "cancel request write failed", "error", uv_strerror(status), NULL);
+    cancel_job_end(j);
+}
+
+static void on_cancel_connected(pgp_dial_t *d, int status)
+{
+    cancel_job_t *j = d->data;
+    if (status < 0) {
+        if (status != UV_ECANCELED)
+            pgp_log(PGP_LOG_WARN, "cancel request: upstream connect failed", "error",
+                    uv_strerror(status), NULL);
+        cancel_job_end(j);
+    } else {
+        uv_buf_t b = uv_buf_init((char *)j->pkt, (unsigned)j->len);
+        j->wreq.data = j;
+        if (uv_write(&j->wreq, &j->io.stream, &b, 1, on_cancel_written) < 0)
+            cancel_job_end(j);
+    }
+    cancel_unref(j);
+}
+
+static void on_cancel_timeout(uv_timer_t *t)
+{
+    cancel_job_t *j = t->data;
+    pgp_dial_abort(&j->dial);
+    cancel_job_end(j);
+}
+
+void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pid,
+                          const uint8_t *key, uint32_t key_len)
+{
+    cancel_job_t *j = calloc(1, sizeof(*j));
+    if (j == NULL)
+        return;
+    j->len = pgp_proto_cancel_request(j->pkt, sizeof(j->pkt), pid, key, key_len);
+    if (j->len == 0 || uv_timer_init(loop, &j->timer) < 0) {
+        free(j);
+        return;
+    }
+    j->timer.data = j;
+    j->refs = 1;
+    int r = pgp_dial_start(&j->dial, loop, ep, &j->io, on_cancel_connected, j);
+    j->io.handle.data = j;
+    if (j->dial.io_ready)
+        j->refs++;
+    if (r < 0) {
+        cancel_job_end(j);
+        return;
+    }
+    j->refs++;   /* released in on_cancel_connected */
+    (void)uv_timer_start(&j->timer, on_cancel_timeout, 10000, 0);
+}

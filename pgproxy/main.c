@@ -1,0 +1,235 @@
+/*
+ * main.c - the pgproxy command: argument parsing, configuration assembly
+ * (defaults < file < environment < flags), subcommand dispatch, and the
+ * proxy's event loop.  Exit codes: 0 ok, 1 runtime failure, 2 usage or
+ * configuration error.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "pgproxy/config.h"
+#include "pgproxy/demo.h"
+#include "pgproxy/log.h"
+#include "pgproxy/relay.h"
+#include "pgproxy/server.h"
+
+extern char **environ;
+
+/* A command-line flag that sets a config key. */
+typedef struct flag_setting {
+    const char *key;
+    const char *value;
+    const char *origin;
+} flag_setting_t;
+
+#define MAX_FLAG_SETTINGS 16
+
+/* Everything needed to build (and on SIGHUP rebuild) the configuration. */
+typedef struct config_sources {
+    const char *path;
+    flag_setting_t flags[MAX_FLAG_SETTINGS];
+    int flag_count;
+} config_sources_t;
+
+static void usage(FILE *f)
+{
+    fputs("usage: pgproxy [-c FILE] [--listen HOST:PORT] [--upstream HOST:PORT|postgres://...]\n"
+          "               [--log-level LEVEL] [--log-format text|json]\n"
+          "       pgproxy --check-config [-c FILE]   validate and print the effective config\n"
+          "       pgproxy demo [--no-wait] [--keep] [--port N]\n"
+          "                                          throwaway Postgres + pgproxy + a workload\n"
+          "       pgproxy --version | --help\n"
+          "\n"
+          "Configuration: defaults < FILE < PGPROXY_<SECTION>_<KEY> environment < flags.\n"
+          "PGPROXY_CONFIG names the file when -c is not given.  See config.toml.\n",
+          f);
+}
+
+/* Build a finished config from the sources; on failure print why and return -1. */
+static int build_config(const config_sources_t *src, pgp_config_t *cfg)
+{
+    char err[512];
+    pgp_config_init(cfg);
+    if (src->path != NULL && pgp_config_load_file(cfg, src->path, err, sizeof(err)) < 0)
+        goto fail;
+    if (pgp_config_apply_env(cfg, environ, err, sizeof(err)) < 0)
+        goto fail;
+    for (int i = 0; i < src->flag_count; i++) {
+        const flag_setting_t *f = &src->flags[i];
+        if (pgp_config_set(cfg, f->key, f->value, f->origin, err, sizeof(err)) < 0)
+            goto fail;
+    }
+    if (pgp_config_finish(cfg, err, sizeof(err)) < 0)
+        goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "pgproxy: %s\n", err);
+    pgp_config_free(cfg);
+    return -1;
+}
+
+static int apply_log_config(const pgp_config_t *cfg)
+{
+    pgp_log_level_t level;
+    pgp_log_format_t format;
+    if (pgp_log_level_parse(cfg->log.level, &level) < 0 ||
+        pgp_log_format_parse(cfg->log.format, &format) < 0)
+        return -1;
+    pgp_log_configure(level, format);
+    return 0;
+}
+
+typedef struct reload_ctx {
+    const config_sources_t *src;
+    pgp_config_t *live;
+} reload_ctx_t;
+
+static void swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* SIGHUP: rebuild from the same sources; apply what can change live. */
+static void on_reload(void *ud)
+{
+    reload_ctx_t *ctx = ud;
+    pgp_config_t fresh;
+    if (build_config(ctx->src, &fresh) < 0) {
+        pgp_log(PGP_LOG_ERROR, "reload failed: keeping the current configuration", NULL);
+        return;
+    }
+    pgp_config_t *live = ctx->live;
+    if (strcmp(fresh.proxy.listen, live->proxy.listen) != 0 ||
+        strcmp(fresh.proxy.upstream, live->proxy.upstream) != 0)
+        pgp_log(PGP_LOG_WARN, "proxy.listen and proxy.upstream change only on restart", NULL);
+    swap_str(&live->log.level, &fresh.log.level);
+    swap_str(&live->log.format, &fresh.log.format);
+    live->proxy.max_client_connections = fresh.proxy.max_client_connections;
+    live->proxy.connect_timeout_ms = fresh.proxy.connect_timeout_ms;
+    live->proxy.shutdown_timeout_ms = fresh.proxy.shutdown_timeout_ms;
+    live->proxy.max_message_bytes = fresh.proxy.max_message_bytes;
+    pgp_config_free(&fresh);
+    (void)apply_log_config(live);
+    pgp_log(PGP_LOG_INFO, "configuration reloaded", "log_level", live->log.level, NULL);
+}
+
+static int add_flag(config_sources_t *src, const char *key, const char *value,
+                    const char *origin)
+{
+    if (src->flag_count >= MAX_FLAG_SETTINGS) {
+        fprintf(stderr, "pgproxy: too many options\n");
+        return -1;
+    }
+    src->flags[src->flag_count++] = (flag_setting_t){ key, value, origin };
+    return 0;
+}
+
+static int run_proxy(const config_sources_t *src)
+{
+    pgp_config_t cfg;
+    if (build_config(src, &cfg) < 0)
+        return 2;
+    if (apply_log_config(&cfg) < 0) {
+        pgp_config_free(&cfg);
+        return 2;
+    }
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) < 0) {
+        pgp_config_free(&cfg);
+        return 1;
+    }
+    reload_ctx_t ctx = { src, &cfg };
+    pgp_server_t srv;
+    int code = 1;
+    if (pgp_server_start(&srv, &loop, &cfg, on_reload, &ctx) == 0)
+        code = pgp_server_run(&srv);
+    /* Let every close callback run before the loop goes away. */
+    uv_run(&loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(&loop);
+    pgp_chunk_pool_drain();
+    pgp_config_free(&cfg);
+    return code;
+}
+
+enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_VERSION };
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc >= 2 && strcmp(argv[1], "demo") == 0)
+        return pgp_demo_main(argc - 1, argv + 1);
+
+    static const struct option opts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "listen", required_argument, NULL, OPT_LISTEN },
+        { "upstream", required_argument, NULL, OPT_UPSTREAM },
+        { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+        { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
+        { "check-config", no_argument, NULL, OPT_CHECK },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    config_sources_t src;
+    memset(&src, 0, sizeof(src));
+    src.path = getenv("PGPROXY_CONFIG");
+    if (src.path != NULL && src.path[0] == '\0')
+        src.path = NULL;
+    bool check = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        int r = 0;
+        switch (c) {
+        case 'c':
+            src.path = optarg;
+            break;
+        case OPT_LISTEN:
+            r = add_flag(&src, "proxy.listen", optarg, "--listen");
+            break;
+        case OPT_UPSTREAM:
+            r = add_flag(&src, "proxy.upstream", optarg, "--upstream");
+            break;
+        case OPT_LOG_LEVEL:
+            r = add_flag(&src, "log.level", optarg, "--log-level");
+            break;
+        case OPT_LOG_FORMAT:
+            r = add_flag(&src, "log.format", optarg, "--log-format");
+            break;
+        case OPT_CHECK:
+            check = true;
+            break;
+        case OPT_VERSION:
+            printf("pgproxy %s\n", PGP_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+        if (r < 0)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "pgproxy: unknown command \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (check) {
+        pgp_config_t cfg;
+        if (build_config(&src, &cfg) < 0)
+            return 2;
+        pgp_config_dump(&cfg, stdout);
+        pgp_config_free(&cfg);
+        return 0;
+    }
+    return run_proxy(&src);
+}

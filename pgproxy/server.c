@@ -1,0 +1,227 @@
+/*
+ * server.c - listener, client limit, signals, graceful shutdown.
+ *
+ * The server owns the listening handle, the signal watchers and the drain
+ * timer; sessions link themselves into srv->sessions and report back when
+ * freed.  Shutdown: SIGTERM stops accepting and asks every session to
+ * drain (idle ones close at once, busy ones at their next ReadyForQuery);
+ * when the last session is gone, or proxy.shutdown_timeout_ms has passed,
+ * the remaining handles close and pgp_server_run() returns.  SIGINT or a
+ * second SIGTERM closes every session at once.
+ */
+#include "pgproxy/server.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "pgproxy/log.h"
+
+static void server_finish(pgp_server_t *srv)
+{
+    if (!uv_is_closing((uv_handle_t *)&srv->sig_term)) {
+        uv_close((uv_handle_t *)&srv->sig_term, NULL);
+        uv_close((uv_handle_t *)&srv->sig_int, NULL);
+        uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+        uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    }
+}
+
+void pgp_server_session_ended(pgp_server_t *srv, bool counted)
+{
+    srv->session_count--;
+    if (counted)
+        srv->client_count--;
+    if (srv->draining && srv->session_count == 0) {
+        pgp_log(PGP_LOG_INFO, "shutdown complete", NULL);
+        server_finish(srv);
+    }
+}
+
+static void on_listener_connection(uv_stream_t *listener, int status)
+{
+    pgp_server_t *srv = listener->data;
+    if (status < 0) {
+        pgp_log(PGP_LOG_WARN, "accept failed", "error", uv_strerror(status), NULL);
+        return;
+    }
+    int r = pgp_session_accept(srv);
+    if (r < 0)
+        pgp_log(PGP_LOG_WARN, "accept failed", "error", uv_strerror(r), NULL);
+}
+
+static void kill_all(pgp_server_t *srv, const char *reason)
+{
+    pgp_session_t *s = srv->sessions;
+    while (s != NULL) {
+        pgp_session_t *next = pgp_session_next(s);
+        pgp_session_kill(s, reason);
+        s = next;
+    }
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    pgp_server_t *srv = t->data;
+    char n[16];
+    snprintf(n, sizeof(n), "%u", srv->session_count);
+    pgp_log(PGP_LOG_WARN, "shutdown timeout: closing busy sessions", "sessions", n, NULL);
+    kill_all(srv, "shutdown timeout");
+}
+
+void pgp_server_drain(pgp_server_t *srv)
+{
+    if (srv->draining)
+        return;
+    srv->draining = true;
+    if (srv->listening) {
+        uv_close(&srv->listener.handle, NULL);
+        srv->listening = false;
+    }
+    char n[16];
+    snprintf(n, sizeof(n), "%u", srv->session_count);
+    pgp_log(PGP_LOG_INFO, "shutdown: draining sessions", "sessions", n, NULL);
+    if (srv->session_count == 0) {
+        server_finish(srv);
+        return;
+    }
+    (void)uv_timer_start(&srv->drain_timer, on_drain_timeout,
+                         (uint64_t)srv->cfg->proxy.shutdown_timeout_ms, 0);
+    pgp_session_t *s = srv->sessions;
+    while (s != NULL) {
+        pgp_session_t *next = pgp_session_next(s);
+        pgp_session_drain(s);
+        s = next;
+    }
+}
+
+static void server_stop_now(pgp_server_t *srv)
+{
+    pgp_log(PGP_LOG_INFO, "immediate shutdown", NULL);
+    if (!srv->draining)
+        pgp_server_drain(srv);
+    kill_all(srv, "immediate shutdown");
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    pgp_server_t *srv = h->data;
+    switch (signum) {
+    case SIGTERM:
+        if (srv->draining)
+            server_stop_now(srv);
+        else
+            pgp_server_drain(srv);
+        break;
+    case SIGINT:
+        server_stop_now(srv);
+        break;
+    case SIGHUP:
+        pgp_log(PGP_LOG_INFO, "reload requested", NULL);
+        if (srv->reload)
+            srv->reload(srv->reload_ud);
+        break;
+    default:
+        break;
+    }
+}
+
+static int listen_tcp(pgp_server_t *srv, const pgp_endpoint_t *ep)
+{
+    struct sockaddr_storage ss;
+    int r;
+    if (uv_ip4_addr(ep->host, ep->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(ep->host, ep->port, (struct sockaddr_in6 *)&ss) != 0) {
+        /* A host name: resolved once, before the loop serves anyone. */
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE;
+        char port[8];
+        snprintf(port, sizeof(port), "%u", ep->port);
+        if (getaddrinfo(ep->host, port, &hints, &res) != 0 || res == NULL)
+            return UV_EAI_NONAME;
+        memcpy(&ss, res->ai_addr, res->ai_addrlen);
+        freeaddrinfo(res);
+    }
+    r = uv_tcp_init(srv->loop, &srv->listener.tcp);
+    if (r < 0)
+        return r;
+    srv->listening = true;
+    r = uv_tcp_bind(&srv->listener.tcp, (const struct sockaddr *)&ss, 0);
+    if (r < 0)
+        return r;
+    return uv_listen(&srv->listener.stream, 511, on_listener_connection);
+}
+
+static int listen_unix(pgp_server_t *srv, const pgp_endpoint_t *ep)
+{
+    char path[sizeof(ep->host) + 32];
+    int n;
+    if (ep->port == 0)
+        n = snprintf(path, sizeof(path), "%s", ep->host);
+    else
+        n = snprintf(path, sizeof(path), "%s/.s.PGSQL.%u", ep->host, ep->port);
+    if (n < 0 || (size_t)n >= sizeof(path))
+        return UV_ENAMETOOLONG;
+    (void)unlink(path);   /* a stale socket from an earlier run */
+    int r = uv_pipe_init(srv->loop, &srv->listener.pipe, 0);
+    if (r < 0)
+        return r;
+    srv->listening = true;
+    r = uv_pipe_bind(&srv->listener.pipe, path);
+    if (r < 0)
+        return r;
+    (void)chmod(path, 0770);
+    return uv_listen(&srv->listener.stream, 511, on_listener_connection);
+}
+
+int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg,
+                     pgp_server_reload_fn reload, void *ud)
+{
+    memset(srv, 0, sizeof(*srv));
+    srv->loop = loop;
+    srv->cfg = cfg;
+    srv->reload = reload;
+    srv->reload_ud = ud;
+
+    const pgp_endpoint_t *ep = &cfg->proxy.listen_ep;
+    int r = ep->is_unix ? listen_unix(srv, ep) : listen_tcp(srv, ep);
+    srv->listener.handle.data = srv;
+    char where[300];
+    pgp_endpoint_format(ep, where, sizeof(where));
+    if (r < 0) {
+        pgp_log(PGP_LOG_ERROR, "cannot listen", "listen", where, "error", uv_strerror(r), NULL);
+        if (srv->listening) {
+            uv_close(&srv->listener.handle, NULL);
+            srv->listening = false;
+            uv_run(loop, UV_RUN_NOWAIT);
+        }
+        return r;
+    }
+    uv_signal_init(loop, &srv->sig_term);
+    uv_signal_init(loop, &srv->sig_int);
+    uv_signal_init(loop, &srv->sig_hup);
+    uv_timer_init(loop, &srv->drain_timer);
+    srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+    srv->drain_timer.data = srv;
+    uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+    uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+    /* Only the signal watchers and the listener keep the loop alive when idle. */
+    uv_unref((uv_handle_t *)&srv->drain_timer);
+
+    char upstream[300];
+    pgp_endpoint_format(&cfg->proxy.upstream_ep, upstream, sizeof(upstream));
+    pgp_log(PGP_LOG_INFO, "listening", "listen", where, "upstream", upstream, "version",
+            PGP_VERSION, NULL);
+    return 0;
+}
+
+int pgp_server_run(pgp_server_t *srv)
+{
+    uv_run(srv->loop, UV_RUN_DEFAULT);
+    return 0;
+}

@@ -1,0 +1,705 @@
+/*
+ * session.c - the life of one proxied connection.
+ *
+ * States: STARTUP (buffering the client's startup packet) -> CONNECTING
+ * (dialing the upstream) -> RELAY (bytes forwarded both ways as they
+ * arrive) -> CLOSING (handles closing; freed after the last close
+ * callback).  Every transition happens in this file; callbacks from the
+ * peers only report events.
+ *
+ * While relaying, both directions go through an incremental framer.  The
+ * session watches just enough of the protocol to be safe: the backend's
+ * cancel key (to cancel a query whose client vanished), the number of
+ * Query/Sync/FunctionCall messages still waiting for ReadyForQuery (busy
+ * or idle, for cancel and for the shutdown drain), and whether the stream
+ * sits at a message boundary (so pgproxy's own ErrorResponse never lands
+ * inside another message).
+ */
+#include "pgproxy/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgproxy/dial.h"
+#include "pgproxy/log.h"
+#include "pgproxy/proto.h"
+#include "pgproxy/server.h"
+
+/* How long a client may take to send its startup packet (PostgreSQL's authentication_timeout). */
+#define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
+/* How long closing may wait for queued bytes to drain before the handles are cut. */
+#define PGP_SESSION_LINGER_MS 5000
+/* Largest body captured from a server message we need to read (BackendKeyData). */
+#define PGP_SESSION_CAPTURE_BYTES (8 + PGP_PROTO_CANCEL_KEY_MAX_BYTES)
+
+typedef enum pgp_session_state {
+    PGP_SESSION_STARTUP,
+    PGP_SESSION_CONNECTING,
+    PGP_SESSION_RELAY,
+    PGP_SESSION_CLOSING,
+} pgp_session_state_t;
+
+/* The client's startup phase. */
+typedef struct startup_state {
+    uint8_t *pkt;            /* PGP_PROTO_STARTUP_MAX_BYTES, allocated on first byte */
+    uint32_t len;            /* bytes buffered */
+    uint32_t need;           /* packet length once the length word is in, else 0 */
+    bool ssl_answered;
+    bool gss_answered;
+    pgp_chunk_t *early;      /* bytes after the StartupMessage, held until connected */
+    size_t early_off, early_len;
+} startup_state_t;
+
+/* Who is on the other end, for logs and (later) the admin surfaces. */
+typedef struct session_info {
+    char user[128];
+    char database[128];
+    char application_name[128];
+    char client_addr[64];
+} session_info_t;
+
+/* What the session follows of the backend's side of the protocol. */
+typedef struct backend_state {
+    uint32_t pid;
+    uint32_t key_len;         /* 0 until BackendKeyData was seen */
+    uint8_t key[PGP_PROTO_CANCEL_KEY_MAX_BYTES];
+    uint32_t pending;         /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
+    uint8_t txn_status;       /* last ReadyForQuery status: 'I', 'T', 'E'; 0 before the first */
+    uint8_t last_type;        /* type of the last server message begun */
+    uint8_t capture[PGP_SESSION_CAPTURE_BYTES];
+    uint32_t capture_len;
+    bool capturing;
+} backend_state_t;
+
+struct pgp_session {
+    uint64_t id;
+    pgp_server_t *srv;
+    pgp_session_state_t state;
+    pgp_peer_t client;
+    pgp_peer_t server;
+    pgp_framer_t c2s;
+    pgp_framer_t s2c;
+    uv_timer_t timer;
+    pgp_dial_t dial;
+    startup_state_t startup;
+    session_info_t info;
+    backend_state_t be;
+    uint64_t started_ms;
+    const char *close_reason;
+    int refs;                 /* live handles + a dial whose callback is pending */
+    bool counted;             /* within max_client_connections */
+    bool draining;            /* close when next idle */
+    bool client_terminated;   /* the client sent Terminate */
+    bool logged_open;
+    pgp_session_t *prev, *next;
+};
+
+static void session_close(pgp_session_t *s, const char *reason);
+
+/* For writes just before a close: a failure changes nothing, the session is ending. */
+static void best_effort(int status)
+{
+    (void)status;
+}
+
+static void session_log_open(pgp_session_t *s)
+{
+    char id[24];
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
+    s->logged_open = true;
+    pgp_log(PGP_LOG_INFO, "session open", "session", id, "client", s->info.client_addr, "user",
+            s->info.user, "database", s->info.database, "application_name",
+            s->info.application_name, NULL);
+}
+
+static void session_log_close(pgp_session_t *s)
+{
+    char id[24], dur[32], in[24], out[24];
+    uint64_t ms = uv_now(s->srv->loop) - s->started_ms;
+    snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
+    snprintf(dur, sizeof(dur), "%llu", (unsigned long long)ms);
+    snprintf(in, sizeof(in), "%llu", (unsigned long long)s->client.bytes_read);
+    snprintf(out, sizeof(out), "%llu", (unsigned long long)s->server.bytes_read);
+    pgp_log(s->logged_open ? PGP_LOG_INFO : PGP_LOG_DEBUG, "session close", "session", id,
+            "client", s->info.client_addr, "user", s->info.user, "database", s->info.database,
+            "application_name", s->info.application_name, "duration_ms", dur, "bytes_in", in,
+            "bytes_out", out, "reason", s->close_reason, NULL);
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+static void session_free(pgp_session_t *s)
+{
+    pgp_server_t *srv = s->srv;
+    session_log_close(s);
+    srv->stats.bytes_client_to_server += s->client.bytes_read;
+    srv->stats.bytes_server_to_client += s->server.bytes_read;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pgp_chunk_put(s->startup.early);
+    free(s->startup.pkt);
+    bool counted = s->counted;
+    free(s);
+    pgp_server_session_ended(srv, counted);
+}
+
+static void on_session_timer_close(uv_handle_t *h)
+{
+    pgp_session_t *s = h->data;
+    if (--s->refs == 0)
+        session_free(s);
+}
+
+/* Drop one reference; when only the timer is left, close it too. */
+static void session_unref(pgp_session_t *s)
+{
+    s->refs--;
+    if (s->refs == 1 && s->state == PGP_SESSION_CLOSING &&
+        !uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, on_session_timer_close);
+}
+
+static void on_peer_closed(pgp_peer_t *p)
+{
+    session_unref(p->owner);
+}
+
+static void on_linger_timeout(uv_timer_t *t)
+{
+    pgp_session_t *s = t->data;
+    pgp_peer_close(&s->client);
+    pgp_peer_close(&s->server);
+}
+
+static void session_close(pgp_session_t *s, const char *reason)
+{
+    if (s->state == PGP_SESSION_CLOSING)
+        return;
+    s->state = PGP_SESSION_CLOSING;
+    s->close_reason = reason;
+    if (s->dial.resolving)
+        pgp_dial_abort(&s->dial);
+    /* Let already queued bytes (an error for the client, a Terminate for
+     * the server) go out, but never wait for them longer than the linger. */
+    pgp_peer_close_after_write(&s->client);
+    pgp_peer_close_after_write(&s->server);
+    (void)uv_timer_start(&s->timer, on_linger_timeout, PGP_SESSION_LINGER_MS, 0);
+    session_unref(s);   /* the reference the open state held */
+}
+
+/* Send pgproxy's own ErrorResponse to the client (if the stream allows one), then close. */
+static void session_fail(pgp_session_t *s, const char *sqlstate, const char *message,
+                         const char *reason)
+{
+    if (s->state == PGP_SESSION_CLOSING)
+        return;
+    if (s->client.open && pgp_framer_at_boundary(&s->s2c)) {
+        uint8_t buf[512];
+        size_t n = pgp_proto_error_response(buf, sizeof(buf), "FATAL", sqlstate, message);
+        if (n > 0)
+            best_effort(pgp_peer_send_copy(&s->client, buf, n));
+    }
+    session_close(s, reason);
+}
+
+/* Cancel the backend's running query: used when its client vanished. */
+static void session_cancel_backend(pgp_session_t *s)
+{
+    if (s->be.key_len == 0 || s->be.pending == 0 || s->client_terminated)
+        return;
+    pgp_dial_send_cancel(s->srv->loop, &s->srv->cfg->proxy.upstream_ep, s->be.pid, s->be.key,
+                         s->be.key_len);
+}
+
+static bool session_idle(const pgp_session_t *s)
+{
+    return s->state == PGP_SESSION_RELAY && s->be.pending == 0 && s->be.txn_status == 'I' &&
+           pgp_framer_at_boundary(&s->c2s) && pgp_framer_at_boundary(&s->s2c);
+}
+
+/* Drain path: tell the client why, let the backend end cleanly. */
+static void session_close_idle(pgp_session_t *s)
+{
+    static const uint8_t terminate[5] = { PGP_FE_TERMINATE, 0, 0, 0, 4 };
+    best_effort(pgp_peer_send_copy(&s->server, terminate, sizeof(terminate)));
+    session_fail(s, "57P01", "terminating connection because pgproxy is shutting down",
+                 "shutdown");
+}
+
+/* ---- protocol observation ---------------------------------------------- */
+
+static void on_c2s_begin(void *ud, uint8_t type, uint32_t len)
+{
+    pgp_session_t *s = ud;
+    (void)len;
+    switch (type) {
+    case PGP_FE_QUERY:
+    case PGP_FE_SYNC:
+    case PGP_FE_FUNCTION_CALL:
+        s->be.pending++;
+        break;
+    case PGP_FE_TERMINATE:
+        s->client_terminated = true;
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_s2c_begin(void *ud, uint8_t type, uint32_t len)
+{
+    pgp_session_t *s = ud;
+    (void)len;
+    s->be.last_type = type;
+    if (type == PGP_BE_READY_FOR_QUERY || type == PGP_BE_BACKEND_KEY_DATA) {
+        s->be.capturing = true;
+        s->be.capture_len = 0;
+    }
+}
+
+static void on_s2c_body(void *ud, const uint8_t *p, size_t n)
+{
+    pgp_session_t *s = ud;
+    if (!s->be.capturing)
+        return;
+    size_t room = sizeof(s->be.capture) - s->be.capture_len;
+    if (n > room)
+        n = room;
+    memcpy(s->be.capture + s->be.capture_len, p, n);
+    s->be.capture_len += (uint32_t)n;
+}
+
+static void on_s2c_end(void *ud, uint8_t type)
+{
+    pgp_session_t *s = ud;
+    if (!s->be.capturing)
+        return;
+    s->be.capturing = false;
+    if (type == PGP_BE_READY_FOR_QUERY) {
+        s->be.txn_status = s->be.capture_len >= 1 ? s->be.capture[0] : 0;
+        if (s->be.pending > 0)
+            s->be.pending--;
+    } else if (type == PGP_BE_BACKEND_KEY_DATA) {
+        uint32_t key_len = s->be.capture_len >= 8 ? s->be.capture_len - 4 : 0;
+        if (key_len >= 4 && key_len <= PGP_PROTO_CANCEL_KEY_MAX_BYTES) {
+            s->be.pid = pgp_be32(s->be.capture);
+            memcpy(s->be.key, s->be.capture + 4, key_len);
+            s->be.key_len = key_len;
+        }
+    }
+}
+
+static const pgp_frame_ops_t c2s_ops = { on_c2s_begin, NULL, NULL };
+static const pgp_frame_ops_t s2c_ops = { on_s2c_begin, on_s2c_body, on_s2c_end };
+
+/* ---- relay ------------------------------------------------------------- */
+
+static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
+static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
+static void on_client_error(pgp_peer_t *p, int status);
+static void on_server_error(pgp_peer_t *p, int status);
+
+static const pgp_peer_events_t client_events = { on_client_data, on_client_error, on_peer_closed };
+static const pgp_peer_events_t server_events = { on_server_data, on_server_error, on_peer_closed };
+
+static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, size_t n)
+{
+    if (pgp_framer_feed(&s->c2s, c->data + off, n, &c2s_ops, s, NULL) != PGP_FRAME_OK) {
+        pgp_chunk_put(c);
+        session_fail(s, "08P01", "invalid message length from client", "protocol violation");
+        return;
+    }
+    if (pgp_peer_send(&s->server, c, off, n) < 0)
+        session_fail(s, "08006", "lost connection to the server", "server write failed");
+}
+
+static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
+{
+    size_t bad_at = 0;
+    bool was_boundary = pgp_framer_at_boundary(&s->s2c);
+    if (pgp_framer_feed(&s->s2c, c->data, n, &s2c_ops, s, &bad_at) != PGP_FRAME_OK) {
+        /* A broken server stream: pass on the well-formed messages before the
+         * bad header; if that leaves the client on a boundary, say why. */
+        bool boundary = bad_at > 0 || was_boundary;
+        if (bad_at > 0)
+            best_effort(pgp_peer_send(&s->client, c, 0, bad_at));
+        else
+            pgp_chunk_put(c);
+        if (boundary) {
+            uint8_t buf[128];
+            size_t k = pgp_proto_error_response(buf, sizeof(buf), "FATAL", "08P01",
+                                                "pgproxy: invalid message length from server");
+            best_effort(pgp_peer_send_copy(&s->client, buf, k));
+        }
+        session_close(s, "server protocol violation");
+        return;
+    }
+    if (pgp_peer_send(&s->client, c, 0, n) < 0) {
+        session_cancel_backend(s);
+        session_close(s, "client write failed");
+        return;
+    }
+    if (s->draining && session_idle(s))
+        session_close_idle(s);
+}
+
+static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
+{
+    pgp_session_t *s = p->owner;
+    if (s->state != PGP_SESSION_RELAY) {
+        pgp_chunk_put(c);
+        return;
+    }
+    relay_server_bytes(s, c, n);
+}
+
+static void on_server_error(pgp_peer_t *p, int status)
+{
+    pgp_session_t *s = p->owner;
+    if (s->state == PGP_SESSION_CLOSING)
+        return;
+    if (s->be.last_type == PGP_BE_ERROR_RESPONSE) {
+        /* The server said why (FATAL) before closing: that is the client's error. */
+        session_close(s, status == UV_EOF ? "server closed" : "server error");
+        return;
+    }
+    session_fail(s, "08006",
+                 status == UV_EOF ? "server closed the connection unexpectedly"
+                                  : "lost connection to the server",
+                 status == UV_EOF ? "server closed" : "server error");
+}
+
+static void on_client_error(pgp_peer_t *p, int status)
+{
+    pgp_session_t *s = p->owner;
+    if (s->state == PGP_SESSION_CLOSING)
+        return;
+    if (s->state == PGP_SESSION_RELAY)
+        session_cancel_backend(s);
+    if (s->client_terminated)
+        session_close(s, "client terminated");
+    else
+        session_close(s, status == UV_EOF ? "client closed" : "client error");
+}
+
+/* ---- connecting -------------------------------------------------------- */
+
+static void on_upstream_connected(pgp_dial_t *d, int status)
+{
+    pgp_session_t *s = d->data;
+    if (s->state != PGP_SESSION_CONNECTING) {
+        session_unref(s);   /* the dial's reference */
+        return;
+    }
+    if (status < 0) {
+        char where[300], msg[400];
+        pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
+        snprintf(msg, sizeof(msg), "pgproxy: could not connect to upstream %s: %s", where,
+                 uv_strerror(status));
+        pgp_log(PGP_LOG_WARN, "upstream connect failed", "upstream", where, "error",
+                uv_strerror(status), NULL);
+        session_fail(s, "08006", msg, "upstream unreachable");
+        session_unref(s);
+        return;
+    }
+    session_unref(s);   /* the dial's reference; the handle keeps its own */
+    (void)uv_timer_stop(&s->timer);
+    s->state = PGP_SESSION_RELAY;
+    s->server.dst = &s->client;
+    s->client.dst = &s->server;
+    pgp_framer_init(&s->c2s, (uint32_t)s->srv->cfg->proxy.max_message_bytes);
+    pgp_framer_init(&s->s2c, UINT32_MAX >> 1);
+
+    if (pgp_peer_send_copy(&s->server, s->startup.pkt, s->startup.len) < 0) {
+        session_fail(s, "08006", "lost connection to the server", "server write failed");
+        return;
+    }
+    free(s->startup.pkt);
+    s->startup.pkt = NULL;
+    if (s->startup.early != NULL) {
+        pgp_chunk_t *c = s->startup.early;
+        s->startup.early = NULL;
+        relay_client_bytes(s, c, s->startup.early_off, s->startup.early_len);
+        if (s->state != PGP_SESSION_RELAY)
+            return;
+    }
+    if (pgp_peer_read_start(&s->server) < 0 || pgp_peer_read_start(&s->client) < 0)
+        session_fail(s, "08006", "pgproxy: could not read from the connection", "read failed");
+}
+
+static void on_connect_timeout(uv_timer_t *t)
+{
+    pgp_session_t *s = t->data;
+    char where[300], msg[400];
+    pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
+    snprintf(msg, sizeof(msg), "pgproxy: timeout connecting to upstream %s", where);
+    pgp_log(PGP_LOG_WARN, "upstream connect timeout", "upstream", where, NULL);
+    session_fail(s, "08006", msg, "upstream connect timeout");
+}
+
+static void session_connect_upstream(pgp_session_t *s)
+{
+    const pgp_config_t *cfg = s->srv->cfg;
+    s->state = PGP_SESSION_CONNECTING;
+    pgp_peer_read_stop(&s->client);
+    int r = pgp_dial_start(&s->dial, s->srv->loop, &cfg->proxy.upstream_ep, &s->server.io,
+                           on_upstream_connected, s);
+    if (s->dial.io_ready) {
+        pgp_peer_init(&s->server, &server_events, s);
+        s->refs++;
+    }
+    if (r < 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "pgproxy: could not connect to upstream: %s", uv_strerror(r));
+        session_fail(s, "08006", msg, "upstream unreachable");
+        return;
+    }
+    s->refs++;   /* the dial's callback */
+    (void)uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)cfg->proxy.connect_timeout_ms,
+                         0);
+}
+
+/* ---- startup ----------------------------------------------------------- */
+
+static void copy_field(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Handle one complete startup packet; `more` = bytes already read behind it. */
+static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest_off,
+                                   size_t more, bool *chunk_taken)
+{
+    pgp_startup_t st;
+    const char *why = NULL;
+    if (pgp_startup_parse(s->startup.pkt, s->startup.len, &st, &why) < 0) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "pgproxy: %s", why);
+        session_fail(s, st.code == PGP_PROTO_CANCEL_REQUEST_CODE ? "08P01" : "08P01", msg,
+                     "bad startup packet");
+        return;
+    }
+    switch (st.kind) {
+    case PGP_STARTUP_SSL_REQUEST:
+    case PGP_STARTUP_GSSENC_REQUEST: {
+        bool *answered = st.kind == PGP_STARTUP_SSL_REQUEST ? &s->startup.ssl_answered
+                                                            : &s->startup.gss_answered;
+        if (more > 0) {
+            /* Bytes sent before our answer may be an injection (CVE-2021-23214). */
+            session_fail(s, "08P01", "received unencrypted data after SSL request",
+                         "data after encryption request");
+            return;
+        }
+        if (*answered) {
+            session_fail(s, "08P01", "pgproxy: duplicate encryption request",
+                         "bad startup packet");
+            return;
+        }
+        *answered = true;
+        static const uint8_t no = 'N';
+        s->startup.len = 0;
+        s->startup.need = 0;
+        if (pgp_peer_send_copy(&s->client, &no, 1) < 0)
+            session_close(s, "client write failed");
+        return;
+    }
+    case PGP_STARTUP_CANCEL_REQUEST:
+        /* Forward on a fresh upstream connection; the server never answers. */
+        pgp_dial_send_cancel(s->srv->loop, &s->srv->cfg->proxy.upstream_ep, st.cancel_pid,
+                             st.cancel_key, st.cancel_key_len);
+        session_close(s, "cancel request");
+        return;
+    case PGP_STARTUP_MESSAGE:
+        break;
+    }
+    copy_field(s->info.user, sizeof(s->info.user), st.user);
+    copy_field(s->info.database, sizeof(s->info.database), st.database);
+    copy_field(s->info.application_name, sizeof(s->info.application_name),
+               st.application_name);
+    if (!s->counted) {
+        s->srv->stats.connections_refused++;
+        session_fail(s, "53300", "sorry, too many clients already", "too many clients");
+        return;
+    }
+    session_log_open(s);
+    if (more > 0) {
+        s->startup.early = c;
+        s->startup.early_off = rest_off;
+        s->startup.early_len = more;
+        *chunk_taken = true;
+    }
+    session_connect_upstream(s);
+}
+
+static void on_client_startup_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
+{
+    size_t pos = 0;
+    bool taken = false;
+    if (s->startup.pkt == NULL) {
+        s->startup.pkt = malloc(PGP_PROTO_STARTUP_MAX_BYTES);
+        if (s->startup.pkt == NULL) {
+            pgp_chunk_put(c);
+            session_close(s, "out of memory");
+            return;
+        }
+    }
+    while (pos < n && s->state == PGP_SESSION_STARTUP) {
+        uint32_t want = s->startup.need ? s->startup.need : 4;
+        size_t k = n - pos;
+        if (k > want - s->startup.len)
+            k = want - s->startup.len;
+        memcpy(s->startup.pkt + s->startup.len, c->data + pos, k);
+        s->startup.len += (uint32_t)k;
+        pos += k;
+        if (s->startup.len < want)
+            break;
+        if (s->startup.need == 0) {
+            s->startup.need = pgp_startup_length(s->startup.pkt);
+            if (s->startup.need == 0) {
+                session_fail(s, "08P01", "pgproxy: invalid length of startup packet",
+                             "bad startup packet");
+                break;
+            }
+            continue;
+        }
+        session_startup_packet(s, c, pos, n - pos, &taken);
+    }
+    if (!taken)
+        pgp_chunk_put(c);
+}
+
+static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
+{
+    pgp_session_t *s = p->owner;
+    switch (s->state) {
+    case PGP_SESSION_RELAY:
+        relay_client_bytes(s, c, 0, n);
+        return;
+    case PGP_SESSION_STARTUP:
+        on_client_startup_bytes(s, c, n);
+        return;
+    case PGP_SESSION_CONNECTING:   /* reads are stopped; nothing should arrive */
+    case PGP_SESSION_CLOSING:
+        pgp_chunk_put(c);
+        return;
+    }
+}
+
+static void on_startup_timeout(uv_timer_t *t)
+{
+    pgp_session_t *s = t->data;
+    session_fail(s, "08P01", "pgproxy: timeout waiting for the startup packet",
+                 "startup timeout");
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int pgp_session_accept(pgp_server_t *srv)
+{
+    pgp_session_t *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return UV_ENOMEM;
+    int r;
+    if (srv->listener.handle.type == UV_NAMED_PIPE)
+        r = uv_pipe_init(srv->loop, &s->client.io.pipe, 0);
+    else
+        r = uv_tcp_init(srv->loop, &s->client.io.tcp);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
+    r = uv_accept(&srv->listener.stream, &s->client.io.stream);
+    pgp_peer_init(&s->client, &client_events, s);
+    s->srv = srv;
+    s->id = ++srv->next_session_id;
+    s->state = PGP_SESSION_STARTUP;
+    s->started_ms = uv_now(srv->loop);
+    s->refs = 3;   /* client handle, timer, the open state */
+    (void)uv_timer_init(srv->loop, &s->timer);
+    s->timer.data = s;
+    s->next = srv->sessions;
+    if (s->next)
+        s->next->prev = s;
+    srv->sessions = s;
+    srv->session_count++;
+    srv->stats.connections_total++;
+    if (srv->client_count < (uint64_t)srv->cfg->proxy.max_client_connections) {
+        s->counted = true;
+        srv->client_count++;
+    }
+    if (r < 0) {
+        session_close(s, "accept failed");
+        return 0;
+    }
+
+    if (s->client.io.handle.type == UV_TCP) {
+        struct sockaddr_storage ss;
+        int len = sizeof(ss);
+        (void)uv_tcp_nodelay(&s->client.io.tcp, 1);
+        (void)uv_tcp_keepalive(&s->client.io.tcp, 1, 60);
+        if (uv_tcp_getpeername(&s->client.io.tcp, (struct sockaddr *)&ss, &len) == 0) {
+            char host[48] = "";
+            int port = 0;
+            if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+                snprintf(s->info.client_addr, sizeof(s->info.client_addr), "[%s]:%d", host,
+                         port);
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+                snprintf(s->info.client_addr, sizeof(s->info.client_addr), "%s:%d", host, port);
+            }
+        }
+    } else {
+        copy_field(s->info.client_addr, sizeof(s->info.client_addr), "unix");
+    }
+
+    /* Far beyond the limit: don't even read, just free the slot. */
+    if (!s->counted &&
+        srv->session_count > (uint64_t)srv->cfg->proxy.max_client_connections + 256) {
+        srv->stats.connections_refused++;
+        session_close(s, "too many clients");
+        return 0;
+    }
+    (void)uv_timer_start(&s->timer, on_startup_timeout, PGP_SESSION_STARTUP_TIMEOUT_MS, 0);
+    if (pgp_peer_read_start(&s->client) < 0)
+        session_close(s, "read failed");
+    return 0;
+}
+
+void pgp_session_drain(pgp_session_t *s)
+{
+    if (s->state == PGP_SESSION_CLOSING)
+        return;
+    if (s->state != PGP_SESSION_RELAY) {
+        session_fail(s, "57P01", "terminating connection because pgproxy is shutting down",
+                     "shutdown");
+        return;
+    }
+    s->draining = true;
+    if (session_idle(s))
+        session_close_idle(s);
+}
+
+void pgp_session_kill(pgp_session_t *s, const char *reason)
+{
+    if (s->state == PGP_SESSION_RELAY)
+        session_cancel_backend(s);
+    session_close(s, reason);
+    pgp_peer_close(&s->client);
+    pgp_peer_close(&s->server);
+}
+
+pgp_session_t *pgp_session_next(const pgp_session_t *s)
+{
+    return s->next;
+}
