@@ -511,8 +511,11 @@ static int start_postgres(demo_t *d)
     if (rc != 0) {
         if (rc != -EINTR) {
             char log[PATH_MAX];
-            complain("initdb failed%s%s", d->drop_privs ? " running as user " : "",
-                     d->drop_privs ? d->run_as : "");
+            if (d->drop_privs)
+                complain("initdb failed running as user %s (it must be able to reach %s; "
+                         "if TMPDIR is private, try TMPDIR=/tmp)", d->run_as, d->dir);
+            else
+                complain("initdb failed");
             if (fmt(log, sizeof(log), "%s/initdb.log", d->dir) == 0)
                 show_log_tail(log, 2000);
         }
@@ -525,53 +528,61 @@ static int start_postgres(demo_t *d)
 
     char *start_argv[] = { pg_ctl, "-w", "-t", "60", "-D", d->data, "-l", log_path,
                            "-o", opts, "start", NULL };
+    /* Not interruptible: a pg_ctl killed halfway could leave a postmaster
+     * that has not written its pid file yet, invisible to the cleanup.
+     * pg_ctl -t bounds the wait. */
     d->pg_start_tried = true;
-    rc = run_tool(d, "pg_ctl", start_argv, "pg_ctl.log", true);
-    if (rc != 0) {
-        if (rc != -EINTR) {
-            complain("PostgreSQL did not start");
-            show_log_tail(log_path, 2000);
-        }
+    if (run_tool(d, "pg_ctl", start_argv, "pg_ctl.log", false) != 0) {
+        complain("PostgreSQL did not start");
+        show_log_tail(log_path, 2000);
         return -1;
     }
+    if (g_stop_signal != 0)
+        return -1;
     say("  postgres              127.0.0.1:%d (log: %s)\n", d->pg_port, log_path);
     return 0;
 }
 
-static void postmaster_kill_fallback(const demo_t *d)
+/* The postmaster's pid from its pid file, or 0 when no server is running. */
+static pid_t postmaster_pid(const demo_t *d)
 {
-    char pidfile[PATH_MAX];
+    char pidfile[PATH_MAX], line[64];
+    long pid = 0;
     if (fmt(pidfile, sizeof(pidfile), "%s/postmaster.pid", d->data) != 0)
-        return;
+        return 0;
     FILE *f = fopen(pidfile, "r");
     if (f == NULL)
-        return;                 /* no server running */
-    long pid = 0;
-    char line[64];
+        return 0;
     if (fgets(line, sizeof(line), f) != NULL)
         pid = strtol(line, NULL, 10);
     fclose(f);
-    if (pid <= 1)
-        return;
-    kill((pid_t)pid, SIGQUIT);  /* immediate shutdown; it takes its children along */
-    for (int i = 0; i < 100 && kill((pid_t)pid, 0) == 0; i++) {
-        waitpid((pid_t)pid, NULL, WNOHANG);   /* in case we are its reaper */
-        sleep_ms(PGP_DEMO_POLL_MS);
-    }
-    if (kill((pid_t)pid, 0) == 0)
-        kill((pid_t)pid, SIGKILL);
+    return pid > 1 ? (pid_t)pid : 0;
 }
 
+/*
+ * pg_ctl stop -m fast; should that fail, SIGQUIT (immediate shutdown, it
+ * takes its children along) and at last SIGKILL to the postmaster.
+ * Returns 0 stopped, 1 was not running, -1 had to be killed.
+ */
 static int stop_postgres(const demo_t *d)
 {
     char pg_ctl[PATH_MAX];
+    pid_t pid = postmaster_pid(d);
+    if (pid == 0)
+        return 1;
     if (fmt(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", d->bindir) != 0)
         return -1;
     char *argv[] = { pg_ctl, "-D", (char *)d->data, "-m", "fast", "-w", "-t", "30", "stop", NULL };
-    int rc = run_tool(d, "pg_ctl", argv, "pg_ctl.log", false);
-    if (rc != 0)
-        postmaster_kill_fallback(d);
-    return rc;
+    if (run_tool(d, "pg_ctl", argv, "pg_ctl.log", false) == 0)
+        return 0;
+    kill(pid, SIGQUIT);
+    for (int i = 0; i < 100 && kill(pid, 0) == 0; i++) {
+        waitpid(pid, NULL, WNOHANG);    /* in case we are its reaper (pid 1) */
+        sleep_ms(PGP_DEMO_POLL_MS);
+    }
+    if (kill(pid, 0) == 0)
+        kill(pid, SIGKILL);
+    return -1;
 }
 
 /* ---- pgproxy -------------------------------------------------------- */
@@ -628,6 +639,7 @@ static int start_proxy(demo_t *d)
             complain("pgproxy did not accept connections on %s within %d s", listen,
                      PGP_DEMO_READY_TIMEOUT_MS / 1000);
             show_log_tail(log, 3000);
+            d->proxy_failed = true;
             return -1;
         }
         sleep_ms(PGP_DEMO_POLL_MS);
@@ -676,14 +688,14 @@ static int stop_proxy(demo_t *d)
     describe_status(status, what, sizeof(what));
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     say("  pgproxy               stopped (%s)%s\n", what, ok ? "" : "  <-- FAILURE");
-    if (!ok) {
+    if (!ok && !d->proxy_failed) {      /* else its log was shown already */
         char log[PATH_MAX];
-        d->proxy_failed = true;
         if (fmt(log, sizeof(log), "%s/pgproxy.log", d->dir) == 0)
             show_log_tail(log, 3000);
-        return -1;
     }
-    return 0;
+    if (!ok)
+        d->proxy_failed = true;
+    return ok && !d->proxy_failed ? 0 : -1;
 }
 
 /* ---- the workload --------------------------------------------------- */
@@ -691,7 +703,7 @@ static int stop_proxy(demo_t *d)
 /* One simulated web request: its sqlcommenter tags and counters. */
 typedef struct request {
     PGconn *conn;
-    const char *controller;
+    const char *controller;     /* NULL: a background job named by action */
     const char *action;
     int id;                     /* request_id='req-<id>' */
     bool *prepared;             /* the connection's book_by_id statement exists */
@@ -703,8 +715,11 @@ typedef struct request {
  * Django and sqlcommenter middlewares do). */
 static int tag_sql(const request_t *r, const char *sql, char *buf, size_t size)
 {
-    if (fmt(buf, size, "/*controller='%s',action='%s',request_id='req-%d'*/ %s",
-            r->controller, r->action, r->id, sql) != 0) {
+    int rc = r->controller == NULL
+                 ? fmt(buf, size, "/*job='%s'*/ %s", r->action, sql)
+                 : fmt(buf, size, "/*controller='%s',action='%s',request_id='req-%d'*/ %s",
+                       r->controller, r->action, r->id, sql);
+    if (rc != 0) {
         complain("SQL too long: %s", sql);
         return -1;
     }
@@ -937,7 +952,7 @@ static int run_workload(demo_t *d)
 
     int rc = 0, queries = 0, errors = 0, slow = 0;
     bool prepared = false;
-    request_t setup = { conn, "setup", "schema", 0, &prepared, 0, 0 };
+    request_t setup = { conn, NULL, "db_seed", 0, &prepared, 0, 0 };
     for (size_t i = 0; i < sizeof(schema_sql) / sizeof(schema_sql[0]) && rc == 0; i++)
         rc = run_sql(&setup, schema_sql[i], 0, NULL, NULL, NULL);
     if (rc == 0)
@@ -1008,10 +1023,9 @@ static int cleanup(demo_t *d)
 {
     int rc = stop_proxy(d);
     if (d->pg_start_tried) {
-        if (stop_postgres(d) == 0)
-            say("  postgres              stopped\n");
-        else
-            say("  postgres              was not running cleanly; killed what was left\n");
+        int src = stop_postgres(d);
+        say("  postgres              %s\n", src == 0 ? "stopped" : src > 0 ? "was not running"
+                                             : "did not stop with pg_ctl: killed");
     }
     if (d->dir[0] != '\0') {
         if (d->keep) {
@@ -1044,7 +1058,7 @@ int pgp_demo_main(int argc, char **argv)
     if (find_bindir(&d) != 0 || resolve_run_as(&d) != 0)
         goto out;
     say("  PostgreSQL binaries   %s\n", d.bindir);
-    if (make_tempdir(&d) != 0 || choose_ports(&d) != 0 || start_postgres(&d) != 0 ||
+    if (choose_ports(&d) != 0 || make_tempdir(&d) != 0 || start_postgres(&d) != 0 ||
         start_proxy(&d) != 0 || run_workload(&d) != 0)
         goto out;
     print_where_to_look(&d);
@@ -1061,6 +1075,6 @@ out:
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGHUP, &old_hup, NULL);
-    say(code == 0 ? "Demo finished.\n" : "Demo FAILED (exit status 1).\n");
+    say("%s\n", code == 0 ? "Demo finished." : "Demo FAILED (exit status 1).");
     return code;
 }

@@ -61,13 +61,8 @@ int pgp_dial_start(pgp_dial_t *d, uv_loop_t *loop, const pgp_endpoint_t *ep, pgp
     d->gai.data = d;
 
     if (ep->is_unix) {
-        char path[sizeof(ep->host) + 32];
-        size_t n = strnlen(ep->host, sizeof(ep->host));
-        if (ep->port == 0)   /* "unix:" form: the socket path itself */
-            r = snprintf(path, sizeof(path), "%.*s", (int)n, ep->host);
-        else
-            r = snprintf(path, sizeof(path), "%.*s/.s.PGSQL.%u", (int)n, ep->host, ep->port);
-        if (r < 0 || (size_t)r >= sizeof(path))
+        char path[PGP_ENDPOINT_UNIX_PATH_MAX + 1];
+        if (pgp_endpoint_socket_path(ep, path, sizeof(path)) < 0)
             return UV_ENAMETOOLONG;
         r = uv_pipe_init(loop, &io->pipe, 0);
         if (r < 0)

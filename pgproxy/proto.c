@@ -232,7 +232,7 @@ size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const ui
                                 uint32_t key_len)
 {
     size_t len = 12u + key_len;
-    if (key_len > PGP_PROTO_CANCEL_KEY_MAX_BYTES || cap < len)
+    if (key_len < 4 || key_len > PGP_PROTO_CANCEL_KEY_MAX_BYTES || cap < len)
         return 0;
     pgp_put_be32(out, (uint32_t)len);
     pgp_put_be32(out + 4, PGP_PROTO_CANCEL_REQUEST_CODE);

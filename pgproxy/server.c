@@ -158,13 +158,8 @@ static int listen_tcp(pgp_server_t *srv, const pgp_endpoint_t *ep)
 
 static int listen_unix(pgp_server_t *srv, const pgp_endpoint_t *ep)
 {
-    char path[sizeof(ep->host) + 32];
-    int n;
-    if (ep->port == 0)
-        n = snprintf(path, sizeof(path), "%s", ep->host);
-    else
-        n = snprintf(path, sizeof(path), "%s/.s.PGSQL.%u", ep->host, ep->port);
-    if (n < 0 || (size_t)n >= sizeof(path))
+    char path[PGP_ENDPOINT_UNIX_PATH_MAX + 1];
+    if (pgp_endpoint_socket_path(ep, path, sizeof(path)) < 0)
         return UV_ENAMETOOLONG;
     (void)unlink(path);   /* a stale socket from an earlier run */
     int r = uv_pipe_init(srv->loop, &srv->listener.pipe, 0);

@@ -10,6 +10,7 @@
 #include "pgproxy/toml.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -173,11 +174,21 @@ void pgp_toml_quote(const char *s, size_t len, char *buf, size_t buflen)
         if (c == '"' || c == '\\') {
             esc[k++] = '\\';
             esc[k++] = (char)c;
-        } else if (c < 0x20 || c == 0x7F) {
+        } else if (c < 0x20 || c == 0x7F ||
+                   (c >= 0x80 && utf8_len((const unsigned char *)s + i, len - i) == 0)) {
             esc[k++] = '\\';
             esc[k++] = 'x';
             esc[k++] = hex[c >> 4];
             esc[k++] = hex[c & 15];
+        } else if (c >= 0x80) {
+            /* A whole valid UTF-8 sequence, kept as is (never cut in the middle). */
+            size_t u = utf8_len((const unsigned char *)s + i, len - i);
+            if (o + u + 5 > buflen)
+                break;
+            memcpy(buf + o, s + i, u);
+            o += u;
+            i += u - 1;
+            continue;
         } else {
             esc[k++] = (char)c;
         }
@@ -492,7 +503,7 @@ static int parse_basic_string(parser_t *ps, char **out)
             if (q + 1 >= lim || (q[1] == '\r' && q + 2 >= lim))
                 break;
             char e = q[1];
-            uint32_t cp;
+            uint32_t cp = 0;
             q += 2;
             switch (e) {
             case 'b': buf[o++] = '\b'; break;
@@ -838,6 +849,8 @@ int pgp_toml_parse(const char *name, const char *data, size_t len,
     ps.ctx = ctx;
     if (err != NULL && errlen > 0)
         err[0] = '\0';
+    if (len > (size_t)INT_MAX / 2)
+        return fail(&ps, "input too large");   /* keeps line numbers in an int */
     int rc = prescan(&ps);
     if (rc < 0)
         return -1;

@@ -4,9 +4,9 @@
  *
  * Every key is one row of a static table in config.c (section, name, type,
  * offset into pgp_config_t, default as text, range or allowed values,
- * help); loading, environment, flags, validation and dump are generic over
- * that table (the libusual cfparser idea), and the TOML syntax lives in
- * toml.c.  Precedence is the caller's order of calls: pgp_config_init
+ * validator); loading, environment, flags, validation and dump are
+ * generic over that table (the libusual cfparser idea), and the TOML
+ * syntax lives in toml.c.  Precedence is the caller's order of calls: pgp_config_init
  * (defaults) < pgp_config_load_file < pgp_config_apply_env <
  * pgp_config_set (flags), then pgp_config_finish.  Each load/env/set call
  * is all-or-nothing: on error the config is left exactly as it was, so a
@@ -94,19 +94,21 @@ int pgp_config_load_buffer(pgp_config_t *cfg, const char *name, const char *data
  * (= proxy.upstream; setting both to different values is an error) from
  * `envp`, a NULL-terminated environ-style array (borrowed).  Values are
  * text parsed by key type (see pgp_toml_parse_text).  Other variables are
- * ignored (DATABASE_URL is never read); an unknown PGPROXY_* variable is an
- * error with a did-you-mean.  When a name appears twice the first wins, as
- * with getenv.  Returns 0, or -1 with cfg unchanged and e.g.
+ * ignored (DATABASE_URL is never read), and so is PGPROXY_CONFIG (main.c's
+ * file name); any other unknown PGPROXY_* variable is an error with a
+ * did-you-mean.  When a name appears twice the first wins, as with
+ * getenv.  Returns 0, or -1 with cfg unchanged and e.g.
  *   environment PGPROXY_PROXY_MAX_CLIENT_CONNECTIONS: expected an integer, got "x"
  */
 int pgp_config_apply_env(pgp_config_t *cfg, char *const *envp, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
- * Set one key from text, e.g. ("proxy.listen", "127.0.0.1:7000"); the text
- * is parsed by the key's type like an environment value.  `origin`
- * (borrowed, may be NULL = the key name) names the source in messages, e.g.
- * "--listen".  Returns 0, or -1 with cfg unchanged and "<origin>: <what>".
+ * Set one key from text, e.g. ("proxy.listen", "127.0.0.1:7000"); both
+ * non-NULL, borrowed.  The text is parsed by the key's type like an
+ * environment value.  `origin` (borrowed, may be NULL = the key name)
+ * names the source in messages, e.g. "--listen".  Returns 0, or -1 with
+ * cfg unchanged and "<origin>: <what>".
  */
 int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
                    const char *origin, char *err, size_t errlen)
@@ -129,13 +131,14 @@ void pgp_config_dump(const pgp_config_t *cfg, FILE *f);
 
 /*
  * Parse an endpoint (text borrowed, *out written only on success):
- *   "host:port", "host" (port = default_port), "[v6]:port", "[v6]", "::1"
- *   (bare IPv6, default port), "/dir" (unix socket directory, libpq
- *   convention, port = default_port), "unix:/path/to/socket" (the socket
- *   file itself), "postgres://[user[:pw]@]host[:port][/db][?query]" or
- *   "postgresql://..." (host may be [v6] or a percent-encoded unix
- *   directory such as %2Ftmp; the query parameters host= and port= are
- *   honoured as in libpq, the rest is ignored for now).
+ *   "host:port", "host" (port = default_port), "[v6]:port", "[v6]" (IPv6
+ *   needs brackets: "::1:5432" would be ambiguous; "%zone" allowed),
+ *   "/dir" (unix socket directory, libpq convention, port = default_port),
+ *   "unix:/path/to/socket" (the socket file itself),
+ *   "postgres://[user[:pw]@]host[:port][/db][?query]" or "postgresql://..."
+ *   (host may be [v6] or a percent-encoded unix directory such as %2Ftmp;
+ *   the query parameters host= and port= are honoured as in libpq, the
+ *   rest is ignored for now).
  * Host names are checked for syntax only (no DNS).  Returns 0, or -1 with
  * a message such as `invalid port in "x:99999"`.
  */

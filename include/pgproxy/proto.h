@@ -106,7 +106,7 @@ typedef struct pgp_framer {
     uint64_t msg_count;    /* complete headers seen */
 } pgp_framer_t;
 
-/* Start a framer at a message boundary; lengths above max_len are refused. */
+/* Start a framer at a message boundary; lengths above max_len (>= 4) are refused. */
 void pgp_framer_init(pgp_framer_t *f, uint32_t max_len);
 
 /*
@@ -165,13 +165,14 @@ PGP_MUST_CHECK int pgp_startup_parse(const uint8_t *pkt, size_t len, pgp_startup
 
 /*
  * Write an ErrorResponse with fields S and V = severity, C = sqlstate and
- * M = message into out.  The message is cut to fit.  Returns the number of
+ * M = message into out.  severity is cut to 16 bytes, sqlstate to 5, and
+ * the message to fit (possibly inside a UTF-8 sequence: callers pass ASCII).  Returns the number of
  * bytes written, or 0 when cap is too small for even an empty message.
  */
 size_t pgp_proto_error_response(uint8_t *out, size_t cap, const char *severity,
                                 const char *sqlstate, const char *message);
 
-/* Write a CancelRequest packet.  Returns bytes written (12 + key_len) or 0. */
+/* Write a CancelRequest packet (key of 4..256 bytes).  Returns bytes written (12 + key_len) or 0. */
 size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const uint8_t *key,
                                 uint32_t key_len);
 

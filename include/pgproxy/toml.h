@@ -95,7 +95,8 @@ int pgp_toml_parse(const char *name, const char *data, size_t len,
 /*
  * Parse a command-line or environment text as a value of `type`:
  *   STRING   the text itself (must be valid UTF-8);
- *   INTEGER  optional sign, decimal digits, '_' between digits (leading zeros ok);
+ *   INTEGER  optional sign, decimal digits, '_' between digits (leading zeros
+ *            ok, "010" is ten), or TOML's 0x/0o/0b forms;
  *   FLOAT    an integer or a TOML float ("1.5", "2e3", "inf");
  *   BOOL     true/false, yes/no, on/off, 1/0 (any case);
  *   ARRAY    comma-separated strings, blanks around items trimmed; "" = empty array.

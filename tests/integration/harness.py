@@ -58,6 +58,11 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
 
 KEEP_TMP = os.environ.get("PGPROXY_KEEP_TMP") == "1"
 
+# A SIGTERM (e.g. from `timeout`) must still run the atexit hooks that stop
+# the throwaway cluster and the proxies.
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 
 def log(msg):
     sys.stderr.write(msg + "\n")
@@ -117,11 +122,20 @@ class TestCase(unittest.TestCase):
         before = len(result.failures) + len(result.errors)
         marks = LOGS.marks()
         t0 = time.monotonic()
-        # Cleanups run before the runner prints "ok"/"FAIL", so the time
-        # lands on the same line as the test's verdict.
-        self.addCleanup(lambda: sys.stderr.write(
-            "(%.2fs) " % (time.monotonic() - t0)))
+        printed = []
+
+        def print_time():
+            # Cleanups run before the runner prints "ok", so the time lands
+            # on the verdict's line; a failure is printed earlier, so its
+            # time goes below instead.
+            outcome = getattr(self, "_outcome", None)
+            if outcome is not None and getattr(outcome, "success", False):
+                sys.stderr.write("(%.2fs) " % (time.monotonic() - t0))
+                printed.append(True)
+        self.addCleanup(print_time)
         super().run(result)
+        if not printed:
+            sys.stderr.write("    (took %.2fs)\n" % (time.monotonic() - t0))
         if len(result.failures) + len(result.errors) > before:
             LOGS.dump(marks)
         return result
@@ -490,6 +504,24 @@ class Cluster:
 # --------------------------------------------------------------------------
 # Proxy
 
+_SECTIONS = {}
+
+
+def config_sections(binary):
+    """Sections ("proxy", "admin", ...) that `binary --check-config` prints:
+    pgproxy rejects unknown PGPROXY_* variables, so the harness only sets
+    those the binary knows."""
+    if binary not in _SECTIONS:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PGPROXY")}
+        try:
+            out = subprocess.run([binary, "--check-config"], env=env, cwd="/",
+                                 capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        _SECTIONS[binary] = set(re.findall(r"^\[([a-z_]+)\]", out, re.M))
+    return _SECTIONS[binary]
+
+
 def default_pgproxy_bin():
     return os.environ.get("PGPROXY_BIN") or os.path.join(REPO, "build", "pgproxy")
 
@@ -533,7 +565,10 @@ class Proxy:
         # The proxy gets a clean PGPROXY_* namespace: nothing from the caller's
         # environment (PGPROXY_BIN included) can change its configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PGPROXY")}
-        env["PGPROXY_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
+        if "admin" in config_sections(self.binary):
+            # Never the default admin port: proxies of one run (or of two
+            # runs on one machine) must not collide.
+            env["PGPROXY_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
         if self.sanitized:
             # Keep ASan's quarantine small so memory-bound tests measure the
             # proxy, not freed chunks parked by the sanitizer.
