@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "pgproxy/log.h"
 
@@ -78,6 +79,11 @@ void pgp_server_drain(pgp_server_t *srv)
     if (srv->listening) {
         uv_close(&srv->listener.handle, NULL);
         srv->listening = false;
+        if (srv->cfg->proxy.listen_ep.is_unix) {
+            char path[PGP_ENDPOINT_UNIX_PATH_MAX + 1];
+            if (pgp_endpoint_socket_path(&srv->cfg->proxy.listen_ep, path, sizeof(path)) == 0)
+                (void)unlink(path);
+        }
     }
     char n[16];
     snprintf(n, sizeof(n), "%u", srv->session_count);

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317  # the step functions are called through step()
 # pgproxy's test command: build, unit tests (ctest), integration tests against
 # a throwaway PostgreSQL 15 cluster.  Runs as root on a fresh Debian 12 (it
 # installs what is missing) or as any user once the packages are present.
@@ -22,7 +23,7 @@ FUZZ_SECONDS=
 DEPS=1
 UNIT_ONLY=0
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '3,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -128,7 +129,7 @@ integration_tests() {   # integration_tests BINARY
         return 1
     fi
     # Run from the repo root: tests must not depend on the caller's cwd.
-    (cd "$ROOT" && PGPROXY_BIN=$1 timeout 900 "$PY" -m unittest discover \
+    (cd "$ROOT" && PYTHONDONTWRITEBYTECODE=1 PGPROXY_BIN=$1 timeout 900 "$PY" -m unittest discover \
         -s tests/integration -t tests/integration -v </dev/null)
 }
 
@@ -163,7 +164,7 @@ fuzz_run() {   # fuzz_run DIR TARGET SECONDS
         -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
         "$work/corpus" >"$work/fuzz.log" 2>&1 </dev/null || rc=$?
     tail -n 25 "$work/fuzz.log"
-    if [ $rc -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
+    if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
         mkdir -p "$dir/artifacts/$name"
         cp -a "$work/artifacts/." "$dir/artifacts/$name/" 2>/dev/null || true
         cp "$work/fuzz.log" "$dir/artifacts/$name/fuzz.log"

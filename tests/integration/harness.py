@@ -112,24 +112,49 @@ class _LogRegistry:
 LOGS = _LogRegistry()
 
 
+TEST_TIMEOUT = int(os.environ.get("PGPROXY_TEST_TIMEOUT", "120"))
+
+
+class TestTimeout(AssertionError):
+    pass
+
+
+def _on_alarm(signum, frame):
+    import faulthandler
+    log("test timed out after %ds; threads:" % TEST_TIMEOUT)
+    faulthandler.dump_traceback(all_threads=True)
+    raise TestTimeout("test exceeded %ds (hung?)" % TEST_TIMEOUT)
+
+
 class TestCase(unittest.TestCase):
-    """unittest.TestCase that prints its duration and, when it fails, the
-    part of every registered log (server, proxies) written during the test."""
+    """unittest.TestCase that prints its duration, fails (instead of hanging
+    the suite) after PGPROXY_TEST_TIMEOUT seconds, and when it fails prints
+    the part of every registered log (server, proxies) written during it."""
 
     def run(self, result=None):
+        old = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(TEST_TIMEOUT)
+        try:
+            return self._run_logged(result)
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+    def _run_logged(self, result):
         if result is None:
             result = self.defaultTestResult()
         before = len(result.failures) + len(result.errors)
+        skipped = len(getattr(result, "skipped", ()))
         marks = LOGS.marks()
         t0 = time.monotonic()
         printed = []
 
         def print_time():
             # Cleanups run before the runner prints "ok", so the time lands
-            # on the verdict's line; a failure is printed earlier, so its
-            # time goes below instead.
-            outcome = getattr(self, "_outcome", None)
-            if outcome is not None and getattr(outcome, "success", False):
+            # on the verdict's line; a failure or skip is printed earlier, so
+            # its time goes below instead.
+            if len(result.failures) + len(result.errors) == before and \
+                    len(getattr(result, "skipped", ())) == skipped:
                 sys.stderr.write("(%.2fs) " % (time.monotonic() - t0))
                 printed.append(True)
         self.addCleanup(print_time)
@@ -665,6 +690,8 @@ class Proxy:
 
     def cleanup(self):
         self.kill()
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
         if not KEEP_TMP:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 

@@ -14,7 +14,6 @@ the direct target (to validate the tests without a binary).
 import hashlib
 import os
 import signal
-import socket
 import struct
 import subprocess
 import threading
