@@ -31,6 +31,7 @@ typedef struct stmt {
     bool truncated;
     uint32_t sql_len;
     const char *name;        /* the statement's name, inside this allocation; "" for Query */
+    pgp_track_memo_t memo;
     char sql[];
 } stmt_t;
 
@@ -133,6 +134,7 @@ static stmt_t *stmt_new(const uint8_t *sql, size_t len, size_t cap, bool truncat
     if (st == NULL)
         return NULL;
     st->refs = 1;
+    memset(&st->memo, 0, sizeof(st->memo));
     st->truncated = truncated;
     st->sql_len = (uint32_t)len;
     memcpy(st->sql, sql, len);
@@ -308,10 +310,14 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
         if (k == EXP_EXECUTE || k == EXP_QUERY)
             ev.pipelined = true;
     }
+    pgp_track_memo_t scratch;
+    memset(&scratch, 0, sizeof(scratch));
+    ev.memo = &scratch;
     if (e->st != NULL) {
         ev.sql = e->st->sql;
         ev.sql_len = e->st->sql_len;
         ev.sql_truncated = e->st->truncated;
+        ev.memo = &e->st->memo;
     } else {
         ev.sql = "";
     }

@@ -35,6 +35,18 @@ typedef enum pgp_track_kind {
     PGP_TRACK_FUNCTION,      /* FunctionCall */
 } pgp_track_kind_t;
 
+/*
+ * Per-statement memo for the event consumer: a prepared statement's SQL is
+ * normalized once (at its first event) and the result kept here for every
+ * later Execute of it.  Zeroed when the statement is (re)parsed.
+ */
+typedef struct pgp_track_memo {
+    uint64_t fingerprint;
+    uint64_t values_hash;       /* hash of the literals the normalizer replaced */
+    uint32_t flags;             /* the consumer's (e.g. statement kind) */
+    bool valid;
+} pgp_track_memo_t;
+
 /* One statement, as seen on the wire.  Borrowed: valid during the callback only. */
 typedef struct pgp_track_event {
     pgp_track_kind_t kind;
@@ -50,6 +62,7 @@ typedef struct pgp_track_event {
     char sqlstate[6];           /* "" when no error */
     bool pipelined;             /* answered together with other pipelined Executes */
     bool suspended;             /* ended by PortalSuspended (a fetch-size cursor) */
+    pgp_track_memo_t *memo;     /* the statement's memo (never NULL; writable by the consumer) */
 } pgp_track_event_t;
 
 typedef void (*pgp_track_event_cb)(void *ud, const pgp_track_event_t *ev);

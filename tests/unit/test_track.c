@@ -248,6 +248,9 @@ START_TEST(test_named_statement_reused_and_params_hash)
     }
     ck_assert_uint_ne(events[0].ev.params_hash, events[1].ev.params_hash);
     ck_assert_uint_eq(events[0].ev.params_hash, events[2].ev.params_hash);
+    /* One memo per statement, shared by its Executes. */
+    ck_assert_ptr_eq(events[0].ev.memo, events[1].ev.memo);
+    ck_assert_ptr_nonnull(events[0].ev.memo);
     /* Close the statement: a later Execute can't be attributed any more. */
     msg(c, 'C', B("S"), S("s1"), NULL);
     msg(c, 'S', NULL);
