@@ -42,6 +42,7 @@ typedef struct cfg_key {
 
 static int check_listen(const char *value, char *what, size_t whatlen);
 static int check_upstream(const char *value, char *what, size_t whatlen);
+static int check_admin_listen(const char *value, char *what, size_t whatlen);
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
@@ -56,6 +57,10 @@ static const cfg_key_t keys[] = {
     KEY(proxy, shutdown_timeout_ms, PGP_TOML_INTEGER, "30000", .min = 0, .max = 86400000),
     KEY(proxy, max_message_bytes, PGP_TOML_INTEGER, "1073741824",
         .min = 1024, .max = 1073741824),
+    KEY(profiling, enabled, PGP_TOML_BOOL, "true"),
+    KEY(profiling, max_sql_bytes, PGP_TOML_INTEGER, "16384", .min = 64, .max = 1048576),
+    KEY(admin, listen, PGP_TOML_STRING, "127.0.0.1:9433", .check = check_admin_listen),
+    KEY(admin, token, PGP_TOML_STRING, ""),
     KEY(log, level, PGP_TOML_STRING, "info", .choices = log_levels),
     KEY(log, format, PGP_TOML_STRING, "text", .choices = log_formats),
 };
@@ -787,6 +792,11 @@ static void parse_endpoints(pgp_config_t *cfg)
     if (cfg->proxy.upstream != NULL &&
         pgp_endpoint_parse(cfg->proxy.upstream, PGP_CONFIG_UPSTREAM_PORT, &ep, NULL, 0) == 0)
         cfg->proxy.upstream_ep = ep;
+    cfg->admin.enabled = cfg->admin.listen != NULL && cfg->admin.listen[0] != '\0';
+    if (!cfg->admin.enabled)
+        memset(&cfg->admin.listen_ep, 0, sizeof(cfg->admin.listen_ep));
+    else if (pgp_endpoint_parse(cfg->admin.listen, PGP_CONFIG_ADMIN_PORT, &ep, NULL, 0) == 0)
+        cfg->admin.listen_ep = ep;
 }
 
 int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
@@ -813,6 +823,14 @@ int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
     if (strcmp(a, b) == 0) {
         msgf(err, errlen, "proxy.upstream: same endpoint as proxy.listen (%s); "
              "pgproxy would connect to itself", a);
+        return -1;
+    }
+    cfg->admin.enabled = cfg->admin.listen[0] != '\0';
+    memset(&cfg->admin.listen_ep, 0, sizeof(cfg->admin.listen_ep));
+    if (cfg->admin.enabled &&
+        pgp_endpoint_parse(cfg->admin.listen, PGP_CONFIG_ADMIN_PORT, &cfg->admin.listen_ep,
+                           what, sizeof(what)) < 0) {
+        msgf(err, errlen, "admin.listen: %s", what);
         return -1;
     }
     return 0;
@@ -869,6 +887,25 @@ static int check_upstream(const char *value, char *what, size_t whatlen)
 {
     pgp_endpoint_t ep;
     return pgp_endpoint_parse(value, PGP_CONFIG_UPSTREAM_PORT, &ep, what, whatlen);
+}
+
+/* admin.listen: "" (disabled) or a TCP endpoint; the HTTP server binds no unix sockets. */
+static int check_admin_listen(const char *value, char *what, size_t whatlen)
+{
+    pgp_endpoint_t ep;
+    if (value[0] == '\0')
+        return 0;
+    if (strstr(value, "://") != NULL) {
+        msgf(what, whatlen, "expected host:port or [v6]:port, not a URL");
+        return -1;
+    }
+    if (pgp_endpoint_parse(value, PGP_CONFIG_ADMIN_PORT, &ep, what, whatlen) < 0)
+        return -1;
+    if (ep.is_unix) {
+        msgf(what, whatlen, "unix sockets are not supported here; use host:port or \"\" to disable");
+        return -1;
+    }
+    return 0;
 }
 
 /* ---- endpoints ----------------------------------------------------------- */

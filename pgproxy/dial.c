@@ -8,9 +8,16 @@
  */
 #include "pgproxy/dial.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "pgproxy/log.h"
 #include "pgproxy/proto.h"
@@ -194,4 +201,68 @@ void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pi
     }
     j->refs++;   /* released in on_cancel_connected */
     (void)uv_timer_start(&j->timer, on_cancel_timeout, 10000, 0);
+}
+
+/* Non-blocking connect of fd to addr within timeout_ms; 0 or an errno. */
+static int probe_connect(int fd, const struct sockaddr *addr, socklen_t len, int timeout_ms)
+{
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return errno;
+    if (connect(fd, addr, len) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return errno;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    int n = poll(&p, 1, timeout_ms);
+    if (n == 0)
+        return ETIMEDOUT;
+    if (n < 0)
+        return errno;
+    int err = 0;
+    socklen_t elen = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+        return errno;
+    return err;
+}
+
+int pgp_dial_probe(const pgp_endpoint_t *ep, int timeout_ms, char *why, size_t cap)
+{
+    int err;
+    if (ep->is_unix) {
+        struct sockaddr_un un;
+        memset(&un, 0, sizeof(un));
+        un.sun_family = AF_UNIX;
+        if (pgp_endpoint_socket_path(ep, un.sun_path, sizeof(un.sun_path)) < 0) {
+            snprintf(why, cap, "socket path too long");
+            return -1;
+        }
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        err = fd < 0 ? errno : probe_connect(fd, (struct sockaddr *)&un, sizeof(un), timeout_ms);
+        if (fd >= 0)
+            close(fd);
+    } else {
+        char port[8];
+        snprintf(port, sizeof(port), "%u", ep->port);
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        int g = getaddrinfo(ep->host, port, &hints, &res);
+        if (g != 0 || res == NULL) {
+            snprintf(why, cap, "cannot resolve %s: %s", ep->host, gai_strerror(g));
+            return -1;
+        }
+        int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        err = fd < 0 ? errno : probe_connect(fd, res->ai_addr, res->ai_addrlen, timeout_ms);
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(res);
+    }
+    if (err == 0)
+        return 0;
+    char where[300];
+    pgp_endpoint_format(ep, where, sizeof(where));
+    snprintf(why, cap, "upstream %s: %s", where, strerror(err));
+    return -1;
 }

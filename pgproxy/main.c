@@ -11,9 +11,14 @@
 #include <string.h>
 #include <uv.h>
 
+#include "pgproxy/admin.h"
+#include "pgproxy/clock.h"
 #include "pgproxy/config.h"
 #include "pgproxy/demo.h"
+#include "pgproxy/dial.h"
 #include "pgproxy/log.h"
+#include "pgproxy/normalize.h"
+#include "pgproxy/observe.h"
 #include "pgproxy/relay.h"
 #include "pgproxy/server.h"
 
@@ -38,8 +43,11 @@ typedef struct config_sources {
 static void usage(FILE *f)
 {
     fputs("usage: pgproxy [-c FILE] [--listen HOST:PORT] [--upstream HOST:PORT|postgres://...]\n"
-          "               [--log-level LEVEL] [--log-format text|json]\n"
+          "               [--admin HOST:PORT] [--log-level LEVEL] [--log-format text|json]\n"
           "       pgproxy --check-config [-c FILE]   validate and print the effective config\n"
+          "       pgproxy normalize [--null] [FILE...]\n"
+          "                                          fingerprint and normalized text per SQL\n"
+          "       pgproxy clock [--json]             timer source, frequency, read cost\n"
           "       pgproxy demo [--no-wait] [--keep] [--port N]\n"
           "                                          throwaway Postgres + pgproxy + a workload\n"
           "       pgproxy --version | --help\n"
@@ -130,34 +138,88 @@ static int add_flag(config_sources_t *src, const char *key, const char *value,
     return 0;
 }
 
+/* What the admin thread may read: the observer (locked/atomic) and immutable config. */
+typedef struct admin_ctx {
+    pgp_observer_t *obs;
+    const pgp_config_t *cfg;
+} admin_ctx_t;
+
+static int provide_metrics(void *ud, pgp_render_t *out)
+{
+    admin_ctx_t *a = ud;
+    return pgp_observer_render_metrics(a->obs, out);
+}
+
+static int provide_queries(void *ud, const pgp_admin_request_t *req,
+                           const pgp_admin_queries_args_t *args, pgp_render_t *out)
+{
+    admin_ctx_t *a = ud;
+    static const char *const orders[] = { "total", "mean", "calls" };
+    (void)req;
+    return pgp_observer_render_queries(a->obs, orders[args->order], args->limit, out);
+}
+
+/* Ready = the upstream accepts connections (a TCP/unix connect from the admin thread). */
+static int provide_ready(void *ud, char *why, size_t cap)
+{
+    admin_ctx_t *a = ud;
+    return pgp_dial_probe(&a->cfg->proxy.upstream_ep, 1000, why, cap) == 0 ? 1 : 0;
+}
+
 static int run_proxy(const config_sources_t *src)
 {
     pgp_config_t cfg;
+    pgp_observer_t *obs = NULL;
+    pgp_admin_t *admin = NULL;
+    uv_loop_t loop;
+    int code = 1;
+
     if (build_config(src, &cfg) < 0)
         return 2;
     if (apply_log_config(&cfg) < 0) {
         pgp_config_free(&cfg);
         return 2;
     }
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) < 0) {
+    if (pgp_clock_init() < 0)
+        pgp_log(PGP_LOG_WARN, "clock: PGPROXY_CLOCK not understood, chose automatically", NULL);
+    pgp_log(PGP_LOG_INFO, "clock", "source", pgp_clock_describe(), NULL);
+    obs = pgp_observer_create((size_t)cfg.profiling.max_sql_bytes, PGP_OBSERVE_MAX_FINGERPRINTS);
+    if (obs == NULL || uv_loop_init(&loop) < 0) {
+        pgp_observer_destroy(obs);
         pgp_config_free(&cfg);
         return 1;
     }
     reload_ctx_t ctx = { src, &cfg };
     pgp_server_t srv;
-    int code = 1;
-    if (pgp_server_start(&srv, &loop, &cfg, on_reload, &ctx) == 0)
-        code = pgp_server_run(&srv);
+    if (pgp_server_start(&srv, &loop, &cfg, obs, on_reload, &ctx) != 0)
+        goto out;
+    admin_ctx_t actx = { obs, &cfg };
+    if (cfg.admin.enabled) {
+        pgp_admin_providers_t prov;
+        memset(&prov, 0, sizeof(prov));
+        prov.ud = &actx;
+        prov.metrics = provide_metrics;
+        prov.queries = provide_queries;
+        prov.ready = provide_ready;
+        if (pgp_admin_start(&admin, &cfg.admin.listen_ep, cfg.admin.token, &prov) < 0) {
+            pgp_server_drain(&srv);
+            goto out;
+        }
+    }
+    code = pgp_server_run(&srv);
+out:
     /* Let every close callback run before the loop goes away. */
     uv_run(&loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&loop);
+    if (admin != NULL)
+        pgp_admin_stop(admin);
     pgp_chunk_pool_drain();
+    pgp_observer_destroy(obs);
     pgp_config_free(&cfg);
     return code;
 }
 
-enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_VERSION };
+enum { OPT_LISTEN = 256, OPT_UPSTREAM, OPT_ADMIN, OPT_LOG_LEVEL, OPT_LOG_FORMAT, OPT_CHECK, OPT_VERSION };
 
 int main(int argc, char **argv)
 {
@@ -165,11 +227,16 @@ int main(int argc, char **argv)
 
     if (argc >= 2 && strcmp(argv[1], "demo") == 0)
         return pgp_demo_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "clock") == 0)
+        return pgp_clock_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "normalize") == 0)
+        return pgp_normalize_main(argc - 1, argv + 1);
 
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' },
         { "listen", required_argument, NULL, OPT_LISTEN },
         { "upstream", required_argument, NULL, OPT_UPSTREAM },
+        { "admin", required_argument, NULL, OPT_ADMIN },
         { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
         { "log-format", required_argument, NULL, OPT_LOG_FORMAT },
         { "check-config", no_argument, NULL, OPT_CHECK },
@@ -195,6 +262,9 @@ int main(int argc, char **argv)
             break;
         case OPT_UPSTREAM:
             r = add_flag(&src, "proxy.upstream", optarg, "--upstream");
+            break;
+        case OPT_ADMIN:
+            r = add_flag(&src, "admin.listen", optarg, "--admin");
             break;
         case OPT_LOG_LEVEL:
             r = add_flag(&src, "log.level", optarg, "--log-level");

@@ -180,11 +180,14 @@ static int listen_unix(pgp_server_t *srv, const pgp_endpoint_t *ep)
 }
 
 int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg,
-                     pgp_server_reload_fn reload, void *ud)
+                     pgp_observer_t *observer, pgp_server_reload_fn reload, void *ud)
 {
     memset(srv, 0, sizeof(*srv));
     srv->loop = loop;
     srv->cfg = cfg;
+    srv->observer = observer;
+    srv->profiling = cfg->profiling.enabled;
+    srv->max_sql_bytes = (size_t)cfg->profiling.max_sql_bytes;
     srv->reload = reload;
     srv->reload_ud = ud;
 

@@ -21,10 +21,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgproxy/clock.h"
 #include "pgproxy/dial.h"
 #include "pgproxy/log.h"
+#include "pgproxy/observe.h"
 #include "pgproxy/proto.h"
 #include "pgproxy/server.h"
+#include "pgproxy/track.h"
 
 /* How long a client may take to send its startup packet (PostgreSQL's authentication_timeout). */
 #define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
@@ -80,6 +83,7 @@ struct pgp_session {
     pgp_peer_t server;
     pgp_framer_t c2s;
     pgp_framer_t s2c;
+    pgp_track_t *track;       /* statement tracking; NULL when profiling is off */
     uv_timer_t timer;
     pgp_dial_t dial;
     startup_state_t startup;
@@ -92,6 +96,7 @@ struct pgp_session {
     bool draining;            /* close when next idle */
     bool client_terminated;   /* the client sent Terminate */
     bool logged_open;
+    bool server_counted;      /* counted in the server_connections gauge */
     pgp_session_t *prev, *next;
 };
 
@@ -132,9 +137,18 @@ static void session_log_close(pgp_session_t *s)
 static void session_free(pgp_session_t *s)
 {
     pgp_server_t *srv = s->srv;
+    pgp_observe_conn_stats_t *cs = pgp_observer_conn_stats(srv->observer);
     session_log_close(s);
-    srv->stats.bytes_client_to_server += s->client.bytes_read;
-    srv->stats.bytes_server_to_client += s->server.bytes_read;
+    pgp_observe_add(&cs->client_connections, (uint64_t)-1);
+    if (s->server_counted)
+        pgp_observe_add(&cs->server_connections, (uint64_t)-1);
+    if (s->track != NULL) {
+        pgp_track_stats_t ts;
+        pgp_track_get_stats(s->track, &ts);
+        if (ts.dropped)
+            pgp_observer_count_dropped(srv->observer, ts.dropped);
+        pgp_track_destroy(s->track);
+    }
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -236,7 +250,8 @@ static void session_close_idle(pgp_session_t *s)
 static void on_c2s_begin(void *ud, uint8_t type, uint32_t len)
 {
     pgp_session_t *s = ud;
-    (void)len;
+    if (s->track != NULL)
+        pgp_track_client_ops.begin(s->track, type, len);
     switch (type) {
     case PGP_FE_QUERY:
     case PGP_FE_SYNC:
@@ -254,7 +269,8 @@ static void on_c2s_begin(void *ud, uint8_t type, uint32_t len)
 static void on_s2c_begin(void *ud, uint8_t type, uint32_t len)
 {
     pgp_session_t *s = ud;
-    (void)len;
+    if (s->track != NULL)
+        pgp_track_server_ops.begin(s->track, type, len);
     s->be.last_type = type;
     if (type == PGP_BE_READY_FOR_QUERY || type == PGP_BE_BACKEND_KEY_DATA) {
         s->be.capturing = true;
@@ -265,6 +281,8 @@ static void on_s2c_begin(void *ud, uint8_t type, uint32_t len)
 static void on_s2c_body(void *ud, const uint8_t *p, size_t n)
 {
     pgp_session_t *s = ud;
+    if (s->track != NULL)
+        pgp_track_server_ops.body(s->track, p, n);
     if (!s->be.capturing)
         return;
     size_t room = sizeof(s->be.capture) - s->be.capture_len;
@@ -277,6 +295,8 @@ static void on_s2c_body(void *ud, const uint8_t *p, size_t n)
 static void on_s2c_end(void *ud, uint8_t type)
 {
     pgp_session_t *s = ud;
+    if (s->track != NULL)
+        pgp_track_server_ops.end(s->track, type);
     if (!s->be.capturing)
         return;
     s->be.capturing = false;
@@ -294,8 +314,36 @@ static void on_s2c_end(void *ud, uint8_t type)
     }
 }
 
+static void on_c2s_body(void *ud, const uint8_t *p, size_t n)
+{
+    pgp_session_t *s = ud;
+    pgp_track_client_ops.body(s->track, p, n);
+}
+
+static void on_c2s_end(void *ud, uint8_t type)
+{
+    pgp_session_t *s = ud;
+    pgp_track_client_ops.end(s->track, type);
+}
+
+/* Without profiling the client side needs message starts only. */
 static const pgp_frame_ops_t c2s_ops = { on_c2s_begin, NULL, NULL };
+static const pgp_frame_ops_t c2s_tracked_ops = { on_c2s_begin, on_c2s_body, on_c2s_end };
 static const pgp_frame_ops_t s2c_ops = { on_s2c_begin, on_s2c_body, on_s2c_end };
+
+static void on_track_event(void *ud, const pgp_track_event_t *ev)
+{
+    pgp_session_t *s = ud;
+    const char *app = pgp_track_application_name(s->track);
+    pgp_observe_ctx_t ctx = {
+        .session_id = s->id,
+        .database = s->info.database,
+        .user = s->info.user,
+        .application_name = app[0] ? app : s->info.application_name,
+        .client_addr = s->info.client_addr,
+    };
+    pgp_observer_record(s->srv->observer, &ctx, ev);
+}
 
 /* ---- relay ------------------------------------------------------------- */
 
@@ -309,7 +357,13 @@ static const pgp_peer_events_t server_events = { on_server_data, on_server_error
 
 static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, size_t n)
 {
-    if (pgp_framer_feed(&s->c2s, c->data + off, n, &c2s_ops, s, NULL) != PGP_FRAME_OK) {
+    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->bytes_client_to_server, n);
+    const pgp_frame_ops_t *ops = &c2s_ops;
+    if (s->track != NULL) {
+        pgp_track_set_now(s->track, pgp_clock_now().t);
+        ops = &c2s_tracked_ops;
+    }
+    if (pgp_framer_feed(&s->c2s, c->data + off, n, ops, s, NULL) != PGP_FRAME_OK) {
         pgp_chunk_put(c);
         session_fail(s, "08P01", "invalid message length from client", "protocol violation");
         return;
@@ -322,6 +376,9 @@ static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 {
     size_t bad_at = 0;
     bool was_boundary = pgp_framer_at_boundary(&s->s2c);
+    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->bytes_server_to_client, n);
+    if (s->track != NULL)
+        pgp_track_set_now(s->track, pgp_clock_now().t);
     if (pgp_framer_feed(&s->s2c, c->data, n, &s2c_ops, s, &bad_at) != PGP_FRAME_OK) {
         /* A broken server stream: pass on the well-formed messages before the
          * bad header; if that leaves the client on a boundary, say why. */
@@ -410,6 +467,14 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
     session_unref(s);   /* the dial's reference; the handle keeps its own */
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
+    s->server_counted = true;
+    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->server_connections, 1);
+    if (s->srv->profiling) {
+        /* Without memory for a tracker the session is relayed unobserved. */
+        s->track = pgp_track_create(s->srv->max_sql_bytes, on_track_event, s);
+        if (s->track == NULL)
+            pgp_observer_count_dropped(s->srv->observer, 1);
+    }
     s->server.dst = &s->client;
     s->client.dst = &s->server;
     pgp_framer_init(&s->c2s, (uint32_t)s->srv->cfg->proxy.max_message_bytes);
@@ -525,7 +590,7 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
     copy_field(s->info.application_name, sizeof(s->info.application_name),
                st.application_name);
     if (!s->counted) {
-        s->srv->stats.connections_refused++;
+        pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->connections_refused, 1);
         session_fail(s, "53300", "sorry, too many clients already", "too many clients");
         return;
     }
@@ -630,7 +695,9 @@ int pgp_session_accept(pgp_server_t *srv)
         s->next->prev = s;
     srv->sessions = s;
     srv->session_count++;
-    srv->stats.connections_total++;
+    pgp_observe_conn_stats_t *cs = pgp_observer_conn_stats(srv->observer);
+    pgp_observe_add(&cs->connections_total, 1);
+    pgp_observe_add(&cs->client_connections, 1);
     if (srv->client_count < (uint64_t)srv->cfg->proxy.max_client_connections) {
         s->counted = true;
         srv->client_count++;
@@ -666,7 +733,7 @@ int pgp_session_accept(pgp_server_t *srv)
     /* Far beyond the limit: don't even read, just free the slot. */
     if (!s->counted &&
         srv->session_count > (uint64_t)srv->cfg->proxy.max_client_connections + 256) {
-        srv->stats.connections_refused++;
+        pgp_observe_add(&cs->connections_refused, 1);
         session_close(s, "too many clients");
         return 0;
     }

@@ -119,8 +119,10 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n)
 
 static void stmt_release(stmt_t *st)
 {
-    if (st != NULL && --st->refs == 0)
+    if (st != NULL && --st->refs == 0) {
+        free(st->memo.normalized);
         free(st);
+    }
 }
 
 static stmt_t *stmt_new(const uint8_t *sql, size_t len, size_t cap, bool truncated,
@@ -331,6 +333,7 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
     t->stats.events++;
     if (t->cb)
         t->cb(t->ud, &ev);
+    free(scratch.normalized);
 }
 
 /* ---- client messages --------------------------------------------------- */

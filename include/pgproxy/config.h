@@ -26,6 +26,7 @@
 
 #define PGP_CONFIG_LISTEN_PORT 6433     /* proxy.listen when no port is given */
 #define PGP_CONFIG_UPSTREAM_PORT 5432   /* proxy.upstream when no port is given */
+#define PGP_CONFIG_ADMIN_PORT 9433      /* admin.listen when no port is given */
 #define PGP_CONFIG_MAX_FILE_BYTES (16 * 1024 * 1024)
 #define PGP_ENDPOINT_UNIX_PATH_MAX 107  /* sockaddr_un.sun_path minus its NUL */
 
@@ -52,6 +53,16 @@ typedef struct pgp_config {
         int64_t shutdown_timeout_ms;     /* 30000, range 0..86400000 */
         int64_t max_message_bytes;       /* 1073741824 (1 GiB), range 1024..1073741824 */
     } proxy;
+    struct {
+        bool enabled;                    /* true: sessions track statements; false: pure relay */
+        int64_t max_sql_bytes;           /* 16384, range 64..1048576: SQL captured per statement */
+    } profiling;
+    struct {
+        char *listen;   pgp_endpoint_t listen_ep;    /* default "127.0.0.1:9433"; "" disables;
+                                                        TCP only (host:port, [v6]:port) */
+        bool enabled;                                /* listen is not "" (set with listen_ep) */
+        char *token;    /* "": no auth; else HTTP needs "Authorization: Bearer <token>" */
+    } admin;
     struct {
         char *level;    /* "info": debug|info|warn|error */
         char *format;   /* "text": text|json */

@@ -51,4 +51,12 @@ void pgp_dial_abort(pgp_dial_t *d);
 void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pid,
                           const uint8_t *key, uint32_t key_len);
 
+/*
+ * Blocking reachability check for the admin thread (never the loop):
+ * connect to ep within timeout_ms, then close.  Returns 0, or -1 with a
+ * short reason in why ("connection refused", "timeout", ...).  Host names
+ * are resolved with getaddrinfo here.
+ */
+int pgp_dial_probe(const pgp_endpoint_t *ep, int timeout_ms, char *why, size_t cap);
+
 #endif

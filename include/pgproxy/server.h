@@ -14,16 +14,9 @@
 #include <stdint.h>
 
 #include "pgproxy/config.h"
+#include "pgproxy/observe.h"
 #include "pgproxy/relay.h"
 #include "pgproxy/session.h"
-
-/* Counters since start (loop thread writes). */
-typedef struct pgp_server_stats {
-    uint64_t connections_total;     /* accepted client connections */
-    uint64_t connections_refused;   /* refused for the client limit */
-    uint64_t bytes_client_to_server;
-    uint64_t bytes_server_to_client;
-} pgp_server_stats_t;
 
 /* SIGHUP handler: updates the reloadable fields of the live config in place. */
 typedef void (*pgp_server_reload_fn)(void *ud);
@@ -38,20 +31,24 @@ struct pgp_server {
     uint32_t session_count;          /* all live sessions */
     uint32_t client_count;           /* sessions within the client limit */
     uint64_t next_session_id;
-    pgp_server_stats_t stats;
     pgp_server_reload_fn reload;
     void *reload_ud;
+    pgp_observer_t *observer;        /* borrowed; metrics and statement digests */
+    bool profiling;                  /* sessions track statements */
+    size_t max_sql_bytes;
     bool draining;
     bool listening;
 };
 
 /*
- * Bind proxy.listen and install signal handlers on loop.  cfg is borrowed
- * and must outlive the server.
+ * Bind proxy.listen and install signal handlers on loop.  cfg and
+ * observer are borrowed and must outlive the server; sessions track
+ * statements when cfg says profiling is enabled.
  * Returns 0 or a libuv error (with a log line naming the address).
  */
 __attribute__((warn_unused_result)) int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop,
                                                          const pgp_config_t *cfg,
+                                                         pgp_observer_t *observer,
                                                          pgp_server_reload_fn reload, void *ud);
 
 /* Run the loop until the server has shut down; returns the exit code (0). */

@@ -43,6 +43,8 @@ typedef enum pgp_track_kind {
 typedef struct pgp_track_memo {
     uint64_t fingerprint;
     uint64_t values_hash;       /* hash of the literals the normalizer replaced */
+    char *normalized;           /* malloc'd by the consumer; the tracker free()s it */
+    uint32_t normalized_len;
     uint32_t flags;             /* the consumer's (e.g. statement kind) */
     bool valid;
 } pgp_track_memo_t;

@@ -38,6 +38,12 @@ static void assert_cfg_eq(const pgp_config_t *a, const pgp_config_t *b)
     ck_assert_int_eq(a->proxy.connect_timeout_ms, b->proxy.connect_timeout_ms);
     ck_assert_int_eq(a->proxy.shutdown_timeout_ms, b->proxy.shutdown_timeout_ms);
     ck_assert_int_eq(a->proxy.max_message_bytes, b->proxy.max_message_bytes);
+    ck_assert_int_eq(a->profiling.enabled, b->profiling.enabled);
+    ck_assert_int_eq(a->profiling.max_sql_bytes, b->profiling.max_sql_bytes);
+    ck_assert_str_eq(a->admin.listen, b->admin.listen);
+    assert_ep_eq(&a->admin.listen_ep, &b->admin.listen_ep);
+    ck_assert_int_eq(a->admin.enabled, b->admin.enabled);
+    ck_assert_str_eq(a->admin.token, b->admin.token);
     ck_assert_str_eq(a->log.level, b->log.level);
     ck_assert_str_eq(a->log.format, b->log.format);
 }
@@ -50,6 +56,10 @@ static const struct { const char *key, *value; } every_key_changed[] = {
     { "proxy.connect_timeout_ms", "8" },
     { "proxy.shutdown_timeout_ms", "9" },
     { "proxy.max_message_bytes", "4096" },
+    { "profiling.enabled", "false" },
+    { "profiling.max_sql_bytes", "100" },
+    { "admin.listen", "127.0.0.4:3333" },
+    { "admin.token", "s3cret" },
     { "log.level", "error" },
     { "log.format", "json" },
 };
@@ -101,6 +111,13 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.proxy.max_message_bytes, 1073741824);
     ck_assert_str_eq(cfg.log.level, "info");
     ck_assert_str_eq(cfg.log.format, "text");
+    ck_assert(cfg.profiling.enabled);
+    ck_assert_int_eq(cfg.profiling.max_sql_bytes, 16384);
+    ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9433");
+    ck_assert_str_eq(cfg.admin.token, "");
+    ck_assert(cfg.admin.enabled);
+    ck_assert_str_eq(cfg.admin.listen_ep.host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.admin.listen_ep.port, 9433);
     /* init already parses the endpoints; finish agrees. */
     ck_assert_str_eq(cfg.proxy.listen_ep.host, "127.0.0.1");
     ck_assert_uint_eq(cfg.proxy.listen_ep.port, 6433);
@@ -214,9 +231,13 @@ static const struct bad_case {
       "t.toml:2: unknown key \"MAX_CLIENT_CONNECTION\" in [proxy] (did you mean \"max_client_connections\"?)" },
     { "[proxy]\nzzz = 1\n", 0, "t.toml:2: unknown key \"zzz\" in [proxy]" },
     { "# c\n[proxi]\n", 0, "t.toml:2: unknown section [proxi] (did you mean [proxy]?)" },
-    { "\n\n[profiling]\nslow_query_treshold_ms = 5\n", 0, "t.toml:3: unknown section [profiling]" },
+    { "\n\n[profiling]\nslow_query_treshold_ms = 5\n", 0,
+      "t.toml:4: unknown key \"slow_query_treshold_ms\" in [profiling]" },
+    { "\n\n[profilng]\nenabled = true\n", 0, "t.toml:3: unknown section [profilng] (did you mean [profiling]?)" },
+    { "[profiling]\nenabled = 1\n", 0, "t.toml:2: profiling.enabled: expected a boolean, got an integer" },
+    { "[profiling]\nmax_sql_bytes = 10\n", 0, "t.toml:2: profiling.max_sql_bytes" },
     { "[proxy.tls]\n", 0, "t.toml:1: unknown section [proxy.tls]" },
-    { "profiling.enabled = true\n", 0, "t.toml:1: unknown section [profiling] in key \"profiling.enabled\"" },
+    { "nosuch.enabled = true\n", 0, "t.toml:1: unknown section [nosuch] in key \"nosuch.enabled\"" },
     { "listen = \"x:1\"\n", 0, "t.toml:1: unknown key \"listen\" at top level (did you mean \"proxy.listen\"?)" },
     { "[log]\nupstream = \"x:1\"\n", 0,
       "t.toml:2: unknown key \"upstream\" in [log] (did you mean \"proxy.upstream\"?)" },
@@ -532,6 +553,12 @@ static const struct set_case {
     { "proxy.max_message_bytes", "1e6", NULL, "expected an integer, got \"1e6\"" },
     { "proxy.upstream", "postgres://%2Fvar%2Frun%2Fpostgresql:5433/db", "--upstream", NULL },
     { "proxy.upstream", "\xff", "--upstream", "--upstream: invalid UTF-8 in \"\\xff\"" },
+    { "admin.listen", "", "--admin", NULL },
+    { "admin.listen", "[::1]:9999", "--admin", NULL },
+    { "admin.listen", "/tmp", "--admin", "--admin: unix sockets are not supported here" },
+    { "admin.listen", "postgres://h:1", NULL, "admin.listen: expected host:port or [v6]:port, not a URL" },
+    { "admin.listen", "h:0x", NULL, "admin.listen: invalid port" },
+    { "admin.token", "t0k", NULL, NULL },
 };
 
 START_TEST(test_set)
@@ -551,6 +578,24 @@ START_TEST(test_set)
     }
     pgp_config_free(&cfg);
     pgp_config_free(&def);
+}
+END_TEST
+
+/* admin.listen = "" disables the HTTP server; a host without port gets 9433. */
+START_TEST(test_admin_listen)
+{
+    pgp_config_t cfg;
+    char err[ERRLEN];
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(pgp_config_set(&cfg, "admin.listen", "", NULL, err, sizeof(err)), 0);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(!cfg.admin.enabled);
+    ck_assert_int_eq(pgp_config_set(&cfg, "admin.listen", "[::1]", NULL, err, sizeof(err)), 0);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(cfg.admin.enabled);
+    ck_assert_str_eq(cfg.admin.listen_ep.host, "::1");
+    ck_assert_uint_eq(cfg.admin.listen_ep.port, 9433);
+    pgp_config_free(&cfg);
 }
 END_TEST
 
@@ -980,6 +1025,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env_upstream_url_endpoint);
     tcase_add_test(tc, test_precedence);
     tcase_add_loop_test(tc, test_set, 0, N(set_cases));
+    tcase_add_test(tc, test_admin_listen);
     tcase_add_test(tc, test_finish_checks);
     tcase_add_test(tc, test_dump_roundtrip);
     tcase_add_loop_test(tc, test_endpoints, 0, N(ep_cases));

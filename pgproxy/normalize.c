@@ -1,0 +1,991 @@
+/*
+ * normalize.c - "pgproxy-norm v1": normalized text, fingerprint, values
+ * hash and statement kind in one forward pass over lex.c's tokens
+ * (DESIGN §4.3), in the manner of SQLite's sqlite3Normalize: the output is
+ * rebuilt token by token, separated by one space wherever the input had
+ * whitespace or a comment.
+ *
+ * Dropping things after they were written (a duplicate IN/ARRAY/VALUES
+ * element, a minus folded into the literal after it, trailing semicolons)
+ * is done by rewinding: the output length and the running fingerprint are
+ * saved at the start of what may be dropped and restored if it is.  The
+ * output is written through a logical length that may pass out_cap, so
+ * the fingerprint never depends on the caller's buffer.  List elements are
+ * compared by a hash of their normalized tokens (a list remembers up to
+ * LIST_SEEN_MAX distinct elements).  Block comments go to tags.c.
+ *
+ * Owns nothing, allocates nothing; all state lives on the caller's stack.
+ * It does not parse: keyword positions are judged from the previous
+ * significant token and bracket depth only.
+ */
+#include "pgproxy/normalize.h"
+#include "pgproxy/lex.h"
+
+#include <string.h>
+
+#define KWF_VALUEPOS   0x1u   /* TRUE/FALSE/NULL after it are values */
+#define KWF_NONOPERAND 0x2u   /* a - after it is a sign */
+#define KWF_OBY_END    0x4u   /* ends an ORDER BY / GROUP BY list */
+#define KWF_SUBQUERY   0x8u   /* IN ( followed by it is a subquery */
+
+typedef struct kw_entry {
+    uint64_t a, b;            /* lower-case bytes 0-7 and 8-15, little-endian */
+    uint8_t len;
+    uint8_t flags;
+} kw_entry_t;
+
+/* Generated: slot = (a * K1 + b * K2) >> 56, linear probing, 0 = empty. */
+enum kw_id {
+    KW_NONE = 0,
+    KW_SELECT,
+    KW_WITH,
+    KW_VALUES,
+    KW_TABLE,
+    KW_INSERT,
+    KW_UPDATE,
+    KW_DELETE,
+    KW_MERGE,
+    KW_COPY,
+    KW_BEGIN,
+    KW_START,
+    KW_COMMIT,
+    KW_END,
+    KW_ROLLBACK,
+    KW_ABORT,
+    KW_SAVEPOINT,
+    KW_RELEASE,
+    KW_SET,
+    KW_RESET,
+    KW_SHOW,
+    KW_PREPARE,
+    KW_EXECUTE,
+    KW_DEALLOCATE,
+    KW_DISCARD,
+    KW_CREATE,
+    KW_ALTER,
+    KW_DROP,
+    KW_TRUNCATE,
+    KW_GRANT,
+    KW_REVOKE,
+    KW_COMMENT,
+    KW_TO,
+    KW_PREPARED,
+    KW_TRANSACTION,
+    KW_SESSION,
+    KW_LOCAL,
+    KW_IN,
+    KW_ARRAY,
+    KW_ORDER,
+    KW_GROUP,
+    KW_BY,
+    KW_TRUE,
+    KW_FALSE,
+    KW_NULL,
+    KW_IS,
+    KW_NOT,
+    KW_ON,
+    KW_THEN,
+    KW_ELSE,
+    KW_AND,
+    KW_OR,
+    KW_DEFAULT,
+    KW_RETURNING,
+    KW_WHEN,
+    KW_WHERE,
+    KW_LIKE,
+    KW_ILIKE,
+    KW_BETWEEN,
+    KW_LIMIT,
+    KW_OFFSET,
+    KW_HAVING,
+    KW_CASE,
+    KW_RETURN,
+    KW_WINDOW,
+    KW_FETCH,
+    KW_FOR,
+    KW_UNION,
+    KW_INTERSECT,
+    KW_EXCEPT,
+    KW_DISTINCT,
+    KW_ALL,
+    KW_FROM,
+    KW_EXPLAIN,
+};
+
+static const kw_entry_t kw_entries[] = {
+    {0, 0, 0, 0},
+    {0x00007463656c6573ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_SUBQUERY}, /* select */
+    {0x0000000068746977ULL, 0x0ULL, 4, KWF_SUBQUERY}, /* with */
+    {0x00007365756c6176ULL, 0x0ULL, 6, KWF_NONOPERAND|KWF_SUBQUERY}, /* values */
+    {0x000000656c626174ULL, 0x0ULL, 5, KWF_SUBQUERY}, /* table */
+    {0x0000747265736e69ULL, 0x0ULL, 6, 0}, /* insert */
+    {0x0000657461647075ULL, 0x0ULL, 6, 0}, /* update */
+    {0x00006574656c6564ULL, 0x0ULL, 6, 0}, /* delete */
+    {0x000000656772656dULL, 0x0ULL, 5, 0}, /* merge */
+    {0x0000000079706f63ULL, 0x0ULL, 4, 0}, /* copy */
+    {0x0000006e69676562ULL, 0x0ULL, 5, 0}, /* begin */
+    {0x0000007472617473ULL, 0x0ULL, 5, 0}, /* start */
+    {0x000074696d6d6f63ULL, 0x0ULL, 6, 0}, /* commit */
+    {0x0000000000646e65ULL, 0x0ULL, 3, 0}, /* end */
+    {0x6b6361626c6c6f72ULL, 0x0ULL, 8, 0}, /* rollback */
+    {0x00000074726f6261ULL, 0x0ULL, 5, 0}, /* abort */
+    {0x6e696f7065766173ULL, 0x74ULL, 9, 0}, /* savepoint */
+    {0x00657361656c6572ULL, 0x0ULL, 7, 0}, /* release */
+    {0x0000000000746573ULL, 0x0ULL, 3, 0}, /* set */
+    {0x0000007465736572ULL, 0x0ULL, 5, 0}, /* reset */
+    {0x00000000776f6873ULL, 0x0ULL, 4, 0}, /* show */
+    {0x0065726170657270ULL, 0x0ULL, 7, 0}, /* prepare */
+    {0x0065747563657865ULL, 0x0ULL, 7, 0}, /* execute */
+    {0x61636f6c6c616564ULL, 0x6574ULL, 10, 0}, /* deallocate */
+    {0x0064726163736964ULL, 0x0ULL, 7, 0}, /* discard */
+    {0x0000657461657263ULL, 0x0ULL, 6, 0}, /* create */
+    {0x0000007265746c61ULL, 0x0ULL, 5, 0}, /* alter */
+    {0x00000000706f7264ULL, 0x0ULL, 4, 0}, /* drop */
+    {0x657461636e757274ULL, 0x0ULL, 8, 0}, /* truncate */
+    {0x000000746e617267ULL, 0x0ULL, 5, 0}, /* grant */
+    {0x0000656b6f766572ULL, 0x0ULL, 6, 0}, /* revoke */
+    {0x00746e656d6d6f63ULL, 0x0ULL, 7, 0}, /* comment */
+    {0x0000000000006f74ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* to */
+    {0x6465726170657270ULL, 0x0ULL, 8, 0}, /* prepared */
+    {0x746361736e617274ULL, 0x6e6f69ULL, 11, 0}, /* transaction */
+    {0x006e6f6973736573ULL, 0x0ULL, 7, 0}, /* session */
+    {0x0000006c61636f6cULL, 0x0ULL, 5, 0}, /* local */
+    {0x0000000000006e69ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* in */
+    {0x0000007961727261ULL, 0x0ULL, 5, 0}, /* array */
+    {0x000000726564726fULL, 0x0ULL, 5, 0}, /* order */
+    {0x00000070756f7267ULL, 0x0ULL, 5, 0}, /* group */
+    {0x0000000000007962ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* by */
+    {0x0000000065757274ULL, 0x0ULL, 4, 0}, /* true */
+    {0x00000065736c6166ULL, 0x0ULL, 5, 0}, /* false */
+    {0x000000006c6c756eULL, 0x0ULL, 4, 0}, /* null */
+    {0x0000000000007369ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* is */
+    {0x0000000000746f6eULL, 0x0ULL, 3, KWF_NONOPERAND}, /* not */
+    {0x0000000000006e6fULL, 0x0ULL, 2, 0}, /* on */
+    {0x000000006e656874ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* then */
+    {0x0000000065736c65ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* else */
+    {0x0000000000646e61ULL, 0x0ULL, 3, KWF_VALUEPOS|KWF_NONOPERAND}, /* and */
+    {0x000000000000726fULL, 0x0ULL, 2, KWF_VALUEPOS|KWF_NONOPERAND}, /* or */
+    {0x00746c7561666564ULL, 0x0ULL, 7, KWF_VALUEPOS|KWF_NONOPERAND}, /* default */
+    {0x6e696e7275746572ULL, 0x67ULL, 9, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* returning */
+    {0x000000006e656877ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* when */
+    {0x0000006572656877ULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND}, /* where */
+    {0x00000000656b696cULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* like */
+    {0x000000656b696c69ULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND}, /* ilike */
+    {0x006e656577746562ULL, 0x0ULL, 7, KWF_VALUEPOS|KWF_NONOPERAND}, /* between */
+    {0x00000074696d696cULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* limit */
+    {0x000074657366666fULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* offset */
+    {0x0000676e69766168ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* having */
+    {0x0000000065736163ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* case */
+    {0x00006e7275746572ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND}, /* return */
+    {0x0000776f646e6977ULL, 0x0ULL, 6, KWF_OBY_END}, /* window */
+    {0x0000006863746566ULL, 0x0ULL, 5, KWF_OBY_END}, /* fetch */
+    {0x0000000000726f66ULL, 0x0ULL, 3, KWF_OBY_END}, /* for */
+    {0x0000006e6f696e75ULL, 0x0ULL, 5, KWF_OBY_END}, /* union */
+    {0x6365737265746e69ULL, 0x74ULL, 9, KWF_OBY_END}, /* intersect */
+    {0x0000747065637865ULL, 0x0ULL, 6, KWF_OBY_END}, /* except */
+    {0x74636e6974736964ULL, 0x0ULL, 8, KWF_NONOPERAND}, /* distinct */
+    {0x00000000006c6c61ULL, 0x0ULL, 3, KWF_NONOPERAND}, /* all */
+    {0x000000006d6f7266ULL, 0x0ULL, 4, KWF_NONOPERAND}, /* from */
+    {0x006e69616c707865ULL, 0x0ULL, 7, 0}, /* explain */
+};
+
+static const uint8_t kw_slots[256] = {
+    0, 70, 12, 0, 0, 0, 0, 5, 73, 0, 0, 0, 0, 0, 0, 0,
+    22, 0, 62, 0, 0, 0, 0, 59, 0, 0, 0, 0, 0, 18, 0, 69,
+    0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 0, 9, 0, 0, 0, 0,
+    0, 46, 67, 0, 0, 10, 42, 53, 0, 0, 0, 0, 0, 0, 0, 15,
+    0, 0, 0, 25, 0, 0, 0, 0, 0, 0, 7, 0, 52, 66, 51, 8,
+    38, 0, 0, 0, 34, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    27, 47, 0, 0, 0, 21, 0, 0, 30, 1, 0, 6, 0, 0, 0, 31,
+    72, 60, 16, 68, 0, 0, 17, 65, 0, 0, 0, 0, 0, 0, 0, 0,
+    56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 11, 20, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 33, 0, 0, 0, 0, 0, 0,
+    49, 28, 0, 0, 71, 0, 0, 0, 0, 23, 39, 37, 0, 0, 32, 0,
+    0, 0, 3, 58, 0, 0, 0, 0, 0, 4, 35, 41, 0, 0, 13, 0,
+    2, 45, 54, 0, 0, 14, 0, 24, 0, 0, 0, 0, 36, 0, 29, 0,
+    0, 64, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 55, 0,
+    0, 0, 44, 0, 0, 48, 43, 63, 0, 57, 0, 0, 0, 0, 0, 0,
+};
+
+#define HK1 0x9E3779B97F4A7C15ULL
+#define HK2 0xC2B2AE3D27D4EB4FULL
+
+static unsigned kw_lookup(const unsigned char *p, size_t len)
+{
+    if (len < 2 || len > 11)
+        return KW_NONE;
+    uint64_t a = 0, b = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint64_t c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        else if (c < 'a' || c > 'z')
+            return KW_NONE;
+        if (i < 8)
+            a |= c << (8 * i);
+        else
+            b |= c << (8 * (i - 8));
+    }
+    unsigned s = (unsigned)((a * HK1 + b * HK2) >> 56);
+    for (;;) {
+        unsigned id = kw_slots[s];
+        if (id == 0)
+            return KW_NONE;
+        if (kw_entries[id].a == a && kw_entries[id].b == b && kw_entries[id].len == len)
+            return id;
+        s = (s + 1) & 255;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Hashing                                                             */
+/* ------------------------------------------------------------------ */
+
+static inline uint64_t fmix64(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdULL;
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ULL;
+    k ^= k >> 33;
+    return k;
+}
+
+static inline uint64_t rotl64(uint64_t v, int r) { return (v << r) | (v >> (64 - r)); }
+
+/* Order-sensitive combination of token hashes. */
+static inline uint64_t combine(uint64_t h, uint64_t th)
+{
+    return (rotl64(h, 27) ^ th) * HK1;
+}
+
+static inline uint64_t load_le64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* ASCII A-Z to a-z in each byte of w (SWAR); other bytes unchanged. */
+static inline uint64_t lower64(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t h7 = w & ~high;
+    uint64_t ge_a = h7 + (0x80 - 'A') * ones;
+    uint64_t gt_z = h7 + (0x7f - 'Z') * ones;
+    uint64_t upper = (ge_a ^ gt_z) & ~w & high;
+    return w | (upper >> 2);
+}
+
+/* Hash of one canonical token: kind byte, length, bytes (lower-cased). */
+static uint64_t tok_hash(unsigned kind, const char *s, size_t len, bool lower)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint64_t h = ((uint64_t)kind ^ ((uint64_t)len << 8)) * HK2;
+    while (len >= 8) {
+        uint64_t w = load_le64(p);
+        if (lower)
+            w = lower64(w);
+        h = (h ^ w) * HK1;
+        h ^= h >> 31;
+        p += 8;
+        len -= 8;
+    }
+    if (len) {
+        uint64_t w = 0;
+        for (size_t i = 0; i < len; i++)
+            w |= (uint64_t)p[i] << (8 * i);
+        if (lower)
+            w = lower64(w);
+        h = (h ^ w) * HK1;
+        h ^= h >> 31;
+    }
+    return fmix64(h);
+}
+
+/* Kind bytes of the canonical tokens (part of the v1 spec). */
+enum {
+    FK_WORD = 'w', FK_QIDENT = 'q', FK_PLACEHOLDER = '?', FK_NUMBER = 'n',
+    FK_OP = 'o', FK_PUNCT = 'p', FK_OTHER = 'x', FK_LIST = 'l', FK_VALUE = 'v',
+};
+
+/* ------------------------------------------------------------------ */
+/* State                                                               */
+/* ------------------------------------------------------------------ */
+
+#define LIST_MAX 8          /* nested lists tracked; deeper ones are not collapsed */
+#define LIST_SEEN_MAX 16    /* distinct elements remembered per list */
+
+enum { LIST_IN = 1, LIST_ARRAY, LIST_VALUES };
+enum { ROW_EXPECT = 0, ROW_IN, ROW_AFTER };
+
+typedef struct nlist {
+    uint8_t type;
+    uint8_t row;            /* VALUES: ROW_* */
+    bool open;              /* an element is being hashed */
+    bool can_drop;          /* the rewind point below is valid */
+    unsigned depth;         /* IN/ARRAY: depth inside the bracket; VALUES: outside the rows */
+    unsigned nseen;
+    uint64_t eh;            /* element hash in progress */
+    uint64_t lh;            /* hash of the kept elements */
+    size_t rw_olen;         /* rewind point: before the separator */
+    uint64_t rw_fp;
+    uint64_t seen[LIST_SEEN_MAX];
+} nlist_t;
+
+/* What the previous significant token was, for sign and value positions. */
+enum { P_START, P_OPERAND, P_OP, P_OPEN, P_COMMA, P_KW, P_OTHER };
+
+enum {
+    CLS_FIRST, CLS_WITH, CLS_ROLLBACK, CLS_SET, CLS_NAME, CLS_NAME_DOT,
+    CLS_NAME_PART, CLS_NAME_DOTWORD, CLS_DEALLOC, CLS_PREPARE, CLS_DONE,
+};
+
+typedef struct norm {
+    const char *sql;
+    pgp_lex_t lx;
+    char *out;
+    size_t cap;             /* usable bytes (out_cap - 1) */
+    size_t olen;            /* logical output length */
+    bool gap;               /* whitespace or comment since the last token */
+    uint64_t fp, vh, th_q;
+    uint32_t lits, stmts;
+    bool stmt_start;
+    uint8_t prev, prev_kw, prev2_kw;
+    unsigned depth;
+    uint64_t oby_mask;      /* bit d: ORDER/GROUP BY list open at depth d */
+    bool minus_pending;
+    bool minus_gap;
+    size_t minus_olen;
+    uint64_t minus_fp, minus_eh;
+    bool semi_pending;
+    size_t semi_olen;
+    uint64_t semi_fp;
+    unsigned nlists;        /* lists past LIST_MAX are not tracked (not collapsed) */
+    uint8_t cls;
+    pgp_norm_result_t *res;
+    pgp_norm_tags_t *tags;
+    nlist_t lists[LIST_MAX];
+} norm_t;
+
+/* ------------------------------------------------------------------ */
+/* Output                                                              */
+/* ------------------------------------------------------------------ */
+
+static inline void out_put(norm_t *n, const char *s, size_t len)
+{
+    if (n->olen < n->cap) {
+        size_t room = n->cap - n->olen;
+        memcpy(n->out + n->olen, s, len < room ? len : room);
+    }
+    n->olen += len;
+}
+
+static inline nlist_t *top_list(norm_t *n)
+{
+    return n->nlists ? &n->lists[n->nlists - 1] : NULL;
+}
+
+/* Mixes a token into the fingerprint and the element being hashed. */
+static inline void mix(norm_t *n, uint64_t th)
+{
+    n->fp = combine(n->fp, th);
+    nlist_t *l = top_list(n);
+    if (l && l->open)
+        l->eh = combine(l->eh, th);
+}
+
+/* Writes one significant token (after one space if the input had a gap). */
+static inline void emit(norm_t *n, const char *text, size_t len, uint64_t th)
+{
+    if (n->gap && n->olen > 0)
+        out_put(n, " ", 1);
+    n->gap = false;
+    out_put(n, text, len);
+    mix(n, th);
+}
+
+/* Quoted identifiers may hold control bytes: shown as ?, hashed verbatim. */
+static void emit_sanitized(norm_t *n, const char *text, size_t len, uint64_t th)
+{
+    size_t start = n->olen + (n->gap && n->olen > 0);
+    emit(n, text, len, th);
+    for (size_t i = 0; i < len && start + i < n->cap; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c == 0x7f)
+            n->out[start + i] = '?';
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Lists                                                               */
+/* ------------------------------------------------------------------ */
+
+static void list_push(norm_t *n, uint8_t type, bool open)
+{
+    if (n->nlists == LIST_MAX)
+        return;
+    nlist_t *l = &n->lists[n->nlists++];
+    l->type = type;
+    l->row = ROW_EXPECT;
+    l->open = open;
+    l->can_drop = false;
+    l->depth = n->depth;
+    l->nseen = 0;
+    l->eh = 0;
+    l->lh = 0;
+}
+
+static void list_pop(norm_t *n)
+{
+    if (n->nlists == 0)
+        return;
+    nlist_t *l = &n->lists[--n->nlists];
+    nlist_t *parent = top_list(n);
+    if (parent && parent->open)
+        parent->eh = combine(parent->eh, fmix64(l->lh ^ FK_LIST));
+}
+
+/* Ends the element being hashed: dropped (rewound) if seen before. */
+static void list_end_element(norm_t *n, nlist_t *l)
+{
+    uint64_t h = fmix64(l->eh);
+    l->open = false;
+    for (unsigned i = 0; i < l->nseen; i++) {
+        if (l->seen[i] == h) {
+            if (l->can_drop) {
+                n->olen = l->rw_olen;
+                n->fp = l->rw_fp;
+            }
+            return;
+        }
+    }
+    if (l->nseen < LIST_SEEN_MAX)
+        l->seen[l->nseen++] = h;
+    l->lh = combine(l->lh, h);
+}
+
+/* A separator: the next element may be dropped back to here. */
+static void list_separator(norm_t *n, nlist_t *l, const pgp_lex_token_t *t, uint64_t th)
+{
+    l->can_drop = true;
+    l->rw_olen = n->olen;
+    l->rw_fp = n->fp;
+    emit(n, t->p, t->len, th);
+}
+
+/* End of statement or input inside lists: the open IN/ARRAY elements end
+ * there (a truncated IN list still collapses). */
+static void pop_all(norm_t *n)
+{
+    nlist_t *l;
+    while ((l = top_list(n)) != NULL) {
+        if (l->type != LIST_VALUES && l->open)
+            list_end_element(n, l);
+        list_pop(n);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Token handling                                                      */
+/* ------------------------------------------------------------------ */
+
+/* The next significant token after the current one (lexer copy). */
+static void peek_sig(const norm_t *n, pgp_lex_token_t *t)
+{
+    pgp_lex_t lx = n->lx;
+    do {
+        pgp_lex_next(&lx, t);
+    } while (t->kind != PGP_LEX_EOF && !pgp_lex_significant(t->kind));
+}
+
+static inline bool prev_is_value_position(const norm_t *n)
+{
+    switch (n->prev) {
+    case P_OP: case P_OPEN: case P_COMMA:
+        return true;
+    case P_KW:
+        return (kw_entries[n->prev_kw].flags & KWF_VALUEPOS) != 0;
+    default:
+        return false;
+    }
+}
+
+static inline bool prev_is_sign_position(const norm_t *n)
+{
+    return n->prev != P_OPERAND && n->prev != P_OTHER;
+}
+
+static void set_prev(norm_t *n, uint8_t prev, unsigned kw)
+{
+    n->prev = prev;
+    n->prev2_kw = n->prev_kw;
+    n->prev_kw = (uint8_t)kw;
+}
+
+/* A literal, $n, or TRUE/FALSE/NULL in value position: becomes ?. */
+static void emit_literal(norm_t *n, const pgp_lex_token_t *t)
+{
+    if (n->minus_pending) {
+        n->olen = n->minus_olen;
+        n->fp = n->minus_fp;
+        nlist_t *l = top_list(n);
+        if (l && l->open)
+            l->eh = n->minus_eh;
+        n->gap = n->minus_gap;
+        n->vh = combine(n->vh, tok_hash(FK_VALUE, "-", 1, false));
+        n->minus_pending = false;
+    }
+    emit(n, "?", 1, n->th_q);
+    n->lits++;
+    n->vh = combine(n->vh, tok_hash(FK_VALUE, t->p, t->len, false));
+    set_prev(n, P_OPERAND, KW_NONE);
+}
+
+/* A bare integer that is a whole ORDER BY / GROUP BY item: kept. */
+static bool is_position_item(const norm_t *n, const pgp_lex_token_t *t)
+{
+    if (n->depth >= 64 || !((n->oby_mask >> n->depth) & 1) || n->minus_pending)
+        return false;
+    if (!(n->prev == P_COMMA || (n->prev == P_KW && n->prev_kw == KW_BY)))
+        return false;
+    for (size_t i = 0; i < t->len; i++)
+        if (t->p[i] < '0' || t->p[i] > '9')
+            return false;
+    pgp_lex_token_t nx;
+    peek_sig(n, &nx);
+    switch (nx.kind) {
+    case PGP_LEX_EOF: case PGP_LEX_COMMA: case PGP_LEX_RPAREN: case PGP_LEX_SEMI:
+    case PGP_LEX_WORD:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static inline void clear_oby(norm_t *n, unsigned depth)
+{
+    if (depth < 64)
+        n->oby_mask &= ~((uint64_t)1 << depth);
+}
+
+/*
+ * Statement kind of the first statement, fed its significant tokens until
+ * decided.  depth is the bracket depth before the token.
+ */
+static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
+{
+    pgp_norm_result_t *r = n->res;
+    bool word = t->kind == PGP_LEX_WORD;
+    bool name = word || t->kind == PGP_LEX_QIDENT;
+
+    switch (n->cls) {
+    case CLS_FIRST:
+        n->cls = CLS_DONE;
+        if (t->kind == PGP_LEX_LPAREN) {
+            r->kind = PGP_NORM_KIND_SELECT;
+            return;
+        }
+        r->kind = PGP_NORM_KIND_OTHER;
+        switch (kw) {
+        case KW_SELECT: case KW_VALUES: case KW_TABLE: r->kind = PGP_NORM_KIND_SELECT; break;
+        case KW_WITH: r->kind = PGP_NORM_KIND_SELECT; n->cls = CLS_WITH; break;
+        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; break;
+        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; break;
+        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; break;
+        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; break;
+        case KW_COPY: r->kind = PGP_NORM_KIND_COPY; break;
+        case KW_BEGIN: case KW_START: r->kind = PGP_NORM_KIND_BEGIN; break;
+        case KW_COMMIT: case KW_END: r->kind = PGP_NORM_KIND_COMMIT; break;
+        case KW_ABORT: r->kind = PGP_NORM_KIND_ROLLBACK; break;
+        case KW_ROLLBACK: r->kind = PGP_NORM_KIND_ROLLBACK; n->cls = CLS_ROLLBACK; break;
+        case KW_SAVEPOINT: case KW_RELEASE: r->kind = PGP_NORM_KIND_SAVEPOINT; break;
+        case KW_SET: r->kind = PGP_NORM_KIND_SET; n->cls = CLS_SET; break;
+        case KW_RESET: r->kind = PGP_NORM_KIND_RESET; n->cls = CLS_NAME_PART; break;
+        case KW_SHOW: r->kind = PGP_NORM_KIND_SHOW; n->cls = CLS_NAME_PART; break;
+        case KW_PREPARE: r->kind = PGP_NORM_KIND_PREPARE; n->cls = CLS_PREPARE; break;
+        case KW_EXECUTE: r->kind = PGP_NORM_KIND_EXECUTE; n->cls = CLS_NAME; break;
+        case KW_DEALLOCATE: r->kind = PGP_NORM_KIND_DEALLOCATE; n->cls = CLS_DEALLOC; break;
+        case KW_DISCARD: r->kind = PGP_NORM_KIND_DISCARD; n->cls = CLS_NAME; break;
+        case KW_CREATE: case KW_ALTER: case KW_DROP: case KW_TRUNCATE: case KW_GRANT:
+        case KW_REVOKE: case KW_COMMENT:
+            r->kind = PGP_NORM_KIND_DDL;
+            break;
+        default: break;
+        }
+        return;
+    case CLS_WITH:
+        /* the main statement is the first of these at depth 0 after the CTEs */
+        if (n->depth != 0)
+            return;
+        switch (kw) {
+        case KW_SELECT: case KW_VALUES: case KW_TABLE: n->cls = CLS_DONE; return;
+        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; n->cls = CLS_DONE; return;
+        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; n->cls = CLS_DONE; return;
+        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; n->cls = CLS_DONE; return;
+        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; n->cls = CLS_DONE; return;
+        default: return;
+        }
+    case CLS_ROLLBACK:
+        if (kw == KW_TO)
+            r->kind = PGP_NORM_KIND_SAVEPOINT;
+        n->cls = CLS_DONE;
+        return;
+    case CLS_SET:
+        if (kw == KW_SESSION)
+            return;
+        if (kw == KW_LOCAL) {
+            r->set_local = true;
+            return;
+        }
+        n->cls = CLS_NAME_PART;
+        classify(n, t, kw);
+        return;
+    case CLS_PREPARE:
+        if (kw == KW_TRANSACTION) {
+            r->kind = PGP_NORM_KIND_COMMIT;
+            n->cls = CLS_DONE;
+            return;
+        }
+        n->cls = CLS_NAME;
+        classify(n, t, kw);
+        return;
+    case CLS_DEALLOC:
+        n->cls = CLS_NAME;
+        if (kw == KW_PREPARE)
+            return;
+        classify(n, t, kw);
+        return;
+    case CLS_NAME:
+    case CLS_NAME_PART:
+        if (name) {
+            r->name_off = (size_t)(t->p - n->sql);
+            r->name_len = t->len;
+        }
+        n->cls = name && n->cls == CLS_NAME_PART ? CLS_NAME_DOT : CLS_DONE;
+        return;
+    case CLS_NAME_DOT:
+        /* dotted parameter names (pgproxy.request_id) */
+        n->cls = t->kind == PGP_LEX_DOT ? CLS_NAME_DOTWORD : CLS_DONE;
+        return;
+    case CLS_NAME_DOTWORD:
+        if (name) {
+            r->name_len = (size_t)(t->p + t->len - (n->sql + r->name_off));
+            n->cls = CLS_NAME_DOT;
+        } else {
+            n->cls = CLS_DONE;
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+/* Handles one significant token. */
+static void on_token(norm_t *n, const pgp_lex_token_t *t)
+{
+    unsigned kw = KW_NONE;
+    nlist_t *l;
+
+    if (t->kind == PGP_LEX_SEMI) {
+        n->minus_pending = false;
+        pop_all(n);
+        if (!n->semi_pending) {
+            n->semi_pending = true;
+            n->semi_olen = n->olen;
+            n->semi_fp = n->fp;
+        }
+        n->depth = 0;
+        n->oby_mask = 0;
+        emit(n, t->p, 1, tok_hash(FK_PUNCT, ";", 1, false));
+        set_prev(n, P_START, KW_NONE);
+        n->stmt_start = true;
+        if (n->cls != CLS_DONE && n->stmts == 1)
+            n->cls = CLS_DONE;
+        return;
+    }
+    n->semi_pending = false;
+    if (n->stmt_start) {
+        n->stmt_start = false;
+        n->stmts++;
+    }
+    if (t->kind == PGP_LEX_WORD)
+        kw = kw_lookup((const unsigned char *)t->p, t->len);
+    if (n->stmts == 1 && n->cls != CLS_DONE)
+        classify(n, t, kw);
+
+    /* VALUES lists: between rows, anything but ( or , ends the list */
+    while ((l = top_list(n)) != NULL && l->type == LIST_VALUES && l->depth == n->depth &&
+           l->row != ROW_IN) {
+        if (l->row == ROW_EXPECT && t->kind == PGP_LEX_LPAREN) {
+            l->row = ROW_IN;
+            l->open = true;
+            l->eh = 0;
+            break;
+        }
+        if (l->row == ROW_AFTER && t->kind == PGP_LEX_COMMA)
+            break;
+        list_pop(n);
+    }
+
+    bool minus_was_pending = n->minus_pending;
+    switch (t->kind) {
+    case PGP_LEX_NUMBER:
+        if (is_position_item(n, t)) {
+            emit(n, t->p, t->len, tok_hash(FK_NUMBER, t->p, t->len, false));
+            set_prev(n, P_OPERAND, KW_NONE);
+        } else {
+            emit_literal(n, t);
+        }
+        break;
+    case PGP_LEX_STRING:
+    case PGP_LEX_PARAM:
+        n->minus_pending = false;
+        emit_literal(n, t);
+        break;
+    case PGP_LEX_WORD:
+        if ((kw == KW_TRUE || kw == KW_FALSE || kw == KW_NULL) && prev_is_value_position(n)) {
+            n->minus_pending = false;
+            emit_literal(n, t);
+            break;
+        }
+        emit(n, t->p, t->len, tok_hash(FK_WORD, t->p, t->len, true));
+        if (kw == KW_BY && (n->prev_kw == KW_ORDER || n->prev_kw == KW_GROUP) &&
+            n->depth < 64)
+            n->oby_mask |= (uint64_t)1 << n->depth;
+        else if (kw && (kw_entries[kw].flags & KWF_OBY_END))
+            clear_oby(n, n->depth);
+        set_prev(n, kw && (kw_entries[kw].flags & KWF_NONOPERAND) ? P_KW : P_OPERAND, kw);
+        if (kw == KW_VALUES)
+            list_push(n, LIST_VALUES, false);
+        break;
+    case PGP_LEX_QIDENT:
+        emit_sanitized(n, t->p, t->len, tok_hash(FK_QIDENT, t->p, t->len, false));
+        set_prev(n, P_OPERAND, KW_NONE);
+        break;
+    case PGP_LEX_OP: {
+        bool sign = t->len == 1 && t->p[0] == '-' && prev_is_sign_position(n);
+        if (sign) {
+            l = top_list(n);
+            n->minus_olen = n->olen;
+            n->minus_fp = n->fp;
+            n->minus_eh = l ? l->eh : 0;
+            n->minus_gap = n->gap;
+        }
+        if (t->len == 1 && t->p[0] == '?') {
+            /* a lone ? (already-normalized text) hashes as a placeholder,
+             * so normalizing normalized text keeps the fingerprint */
+            emit(n, t->p, 1, n->th_q);
+            set_prev(n, P_OPERAND, KW_NONE);
+            n->minus_pending = false;
+            break;
+        }
+        if (t->len == 2 && t->p[0] == '!' && t->p[1] == '=')
+            emit(n, t->p, t->len, tok_hash(FK_OP, "<>", 2, false));
+        else
+            emit(n, t->p, t->len, tok_hash(FK_OP, t->p, t->len, false));
+        set_prev(n, P_OP, KW_NONE);
+        n->minus_pending = sign;
+        break;
+    }
+    case PGP_LEX_LPAREN:
+    case PGP_LEX_LBRACKET: {
+        uint8_t type = 0;
+        if (t->kind == PGP_LEX_LPAREN && n->prev == P_KW && n->prev_kw == KW_IN) {
+            pgp_lex_token_t nx;
+            peek_sig(n, &nx);
+            unsigned nkw = nx.kind == PGP_LEX_WORD
+                               ? kw_lookup((const unsigned char *)nx.p, nx.len) : KW_NONE;
+            if (!(nkw && (kw_entries[nkw].flags & KWF_SUBQUERY)))
+                type = LIST_IN;
+        } else if (t->kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
+                   n->prev == P_OPERAND) {
+            type = LIST_ARRAY;
+        }
+        emit(n, t->p, 1, tok_hash(FK_PUNCT, t->p, 1, false));
+        n->depth++;
+        clear_oby(n, n->depth);
+        if (type)
+            list_push(n, type, true);
+        set_prev(n, P_OPEN, KW_NONE);
+        break;
+    }
+    case PGP_LEX_RPAREN:
+    case PGP_LEX_RBRACKET: {
+        uint64_t th = tok_hash(FK_PUNCT, t->p, 1, false);
+        l = top_list(n);
+        if (l && l->type != LIST_VALUES && l->depth == n->depth) {
+            list_end_element(n, l);
+            list_pop(n);
+        }
+        clear_oby(n, n->depth);
+        if (n->depth > 0)
+            n->depth--;
+        emit(n, t->p, 1, th);
+        l = top_list(n);
+        if (l && l->type == LIST_VALUES && l->row == ROW_IN && l->depth == n->depth) {
+            list_end_element(n, l);
+            l->row = ROW_AFTER;
+        }
+        set_prev(n, P_OPERAND, KW_NONE);
+        break;
+    }
+    case PGP_LEX_COMMA: {
+        uint64_t th = tok_hash(FK_PUNCT, ",", 1, false);
+        l = top_list(n);
+        if (l && l->type != LIST_VALUES && l->depth == n->depth) {
+            list_end_element(n, l);
+            list_separator(n, l, t, th);
+            l->open = true;
+            l->eh = 0;
+        } else if (l && l->type == LIST_VALUES && l->depth == n->depth && l->row == ROW_AFTER) {
+            list_separator(n, l, t, th);
+            l->row = ROW_EXPECT;
+        } else {
+            emit(n, t->p, 1, th);
+        }
+        set_prev(n, P_COMMA, KW_NONE);
+        break;
+    }
+    case PGP_LEX_TYPECAST:
+    case PGP_LEX_DOT:
+    case PGP_LEX_COLON:
+        emit(n, t->p, t->len, tok_hash(FK_PUNCT, t->p, t->len, false));
+        set_prev(n, P_OTHER, KW_NONE);
+        break;
+    default:
+        emit(n, t->p, t->len, tok_hash(FK_OTHER, t->p, t->len, false));
+        set_prev(n, P_OTHER, KW_NONE);
+        break;
+    }
+    if (minus_was_pending && t->kind != PGP_LEX_OP)
+        n->minus_pending = false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Entry points                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Cuts n bytes of out back to a UTF-8 character boundary. */
+static size_t utf8_trim(const char *out, size_t len)
+{
+    size_t i = len;
+    while (i > 0 && ((unsigned char)out[i - 1] & 0xC0) == 0x80 && len - i < 3)
+        i--;
+    if (i == 0)
+        return len;
+    unsigned char lead = (unsigned char)out[i - 1];
+    size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (need > 1 && len - (i - 1) < need)
+        return i - 1;
+    return len;
+}
+
+void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
+                   char *out, size_t out_cap, pgp_norm_tags_t *tags,
+                   pgp_norm_result_t *res)
+{
+    norm_t n;
+    pgp_lex_token_t t;
+
+    memset(res, 0, sizeof(*res));
+    n.sql = sql;
+    pgp_lex_init(&n.lx, sql, len, opts ? !opts->standard_conforming_strings : false);
+    n.out = out;
+    n.cap = out_cap ? out_cap - 1 : 0;
+    n.olen = 0;
+    n.gap = false;
+    n.fp = tok_hash(0, "pgproxy-norm v1", 15, false);
+    n.vh = 0;
+    n.th_q = tok_hash(FK_PLACEHOLDER, "?", 1, false);
+    n.lits = 0;
+    n.stmts = 0;
+    n.stmt_start = true;
+    n.prev = P_START;
+    n.prev_kw = n.prev2_kw = KW_NONE;
+    n.depth = 0;
+    n.oby_mask = 0;
+    n.minus_pending = false;
+    n.minus_gap = false;
+    n.minus_olen = 0;
+    n.minus_fp = n.minus_eh = 0;
+    n.semi_pending = false;
+    n.semi_olen = 0;
+    n.semi_fp = 0;
+    n.nlists = 0;
+    n.cls = CLS_FIRST;
+    n.res = res;
+    n.tags = tags;
+    if (tags)
+        pgp_norm_tags_reset(tags);
+
+    for (;;) {
+        pgp_lex_next(&n.lx, &t);
+        if (t.kind == PGP_LEX_EOF)
+            break;
+        if (pgp_lex_significant(t.kind)) {
+            on_token(&n, &t);
+            continue;
+        }
+        n.gap = true;
+        if (t.kind == PGP_LEX_BLOCK_COMMENT && tags) {
+            size_t body = t.len - 2;
+            if (!(t.flags & PGP_LEX_F_UNTERMINATED))
+                body -= 2;
+            pgp_norm_tags_parse(tags, t.p + 2, body);
+        }
+    }
+    pop_all(&n);
+    if (n.semi_pending) {
+        n.olen = n.semi_olen;
+        n.fp = n.semi_fp;
+    }
+
+    res->fingerprint = fmix64(n.fp);
+    res->values_hash = n.lits ? fmix64(n.vh) : 0;
+    res->literal_count = n.lits;
+    res->statement_count = n.stmts;
+    res->norm_len = n.olen;
+    res->out_truncated = n.olen > n.cap;
+    res->out_len = res->out_truncated ? utf8_trim(out, n.cap) : n.olen;
+    if (out_cap)
+        out[res->out_len] = '\0';
+    if (n.stmts == 0)
+        res->kind = PGP_NORM_KIND_EMPTY;
+    else if (n.stmts > 1)
+        res->kind = PGP_NORM_KIND_MULTI;
+}
+
+void pgp_fingerprint_format(uint64_t fp, char out[17])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = hex[fp & 0xf];
+        fp >>= 4;
+    }
+    out[16] = '\0';
+}
+
+const char *pgp_norm_kind_name(pgp_norm_kind_t kind)
+{
+    static const char *const names[PGP_NORM_KIND_COUNT_] = {
+        [PGP_NORM_KIND_EMPTY] = "empty",       [PGP_NORM_KIND_SELECT] = "select",
+        [PGP_NORM_KIND_INSERT] = "insert",     [PGP_NORM_KIND_UPDATE] = "update",
+        [PGP_NORM_KIND_DELETE] = "delete",     [PGP_NORM_KIND_MERGE] = "merge",
+        [PGP_NORM_KIND_COPY] = "copy",         [PGP_NORM_KIND_BEGIN] = "begin",
+        [PGP_NORM_KIND_COMMIT] = "commit",     [PGP_NORM_KIND_ROLLBACK] = "rollback",
+        [PGP_NORM_KIND_SAVEPOINT] = "savepoint", [PGP_NORM_KIND_SET] = "set",
+        [PGP_NORM_KIND_RESET] = "reset",       [PGP_NORM_KIND_SHOW] = "show",
+        [PGP_NORM_KIND_PREPARE] = "prepare",   [PGP_NORM_KIND_EXECUTE] = "execute",
+        [PGP_NORM_KIND_DEALLOCATE] = "deallocate", [PGP_NORM_KIND_DISCARD] = "discard",
+        [PGP_NORM_KIND_DDL] = "ddl",           [PGP_NORM_KIND_OTHER] = "other",
+        [PGP_NORM_KIND_MULTI] = "multi",
+    };
+    if ((unsigned)kind >= PGP_NORM_KIND_COUNT_)
+        return "unknown";
+    return names[kind];
+}
