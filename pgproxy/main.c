@@ -114,14 +114,19 @@ static void on_reload(void *ud)
     }
     pgp_config_t *live = ctx->live;
     if (strcmp(fresh.proxy.listen, live->proxy.listen) != 0 ||
-        strcmp(fresh.proxy.upstream, live->proxy.upstream) != 0)
-        pgp_log(PGP_LOG_WARN, "proxy.listen and proxy.upstream change only on restart", NULL);
+        strcmp(fresh.proxy.upstream, live->proxy.upstream) != 0 ||
+        strcmp(fresh.admin.listen, live->admin.listen) != 0 ||
+        strcmp(fresh.admin.token, live->admin.token) != 0)
+        pgp_log(PGP_LOG_WARN, "proxy.listen, proxy.upstream and admin.* change only on restart",
+                NULL);
     swap_str(&live->log.level, &fresh.log.level);
     swap_str(&live->log.format, &fresh.log.format);
     live->proxy.max_client_connections = fresh.proxy.max_client_connections;
     live->proxy.connect_timeout_ms = fresh.proxy.connect_timeout_ms;
     live->proxy.shutdown_timeout_ms = fresh.proxy.shutdown_timeout_ms;
     live->proxy.max_message_bytes = fresh.proxy.max_message_bytes;
+    live->profiling.enabled = fresh.profiling.enabled;
+    live->profiling.max_sql_bytes = fresh.profiling.max_sql_bytes;
     pgp_config_free(&fresh);
     (void)apply_log_config(live);
     pgp_log(PGP_LOG_INFO, "configuration reloaded", "log_level", live->log.level, NULL);

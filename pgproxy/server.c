@@ -186,8 +186,6 @@ int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg
     srv->loop = loop;
     srv->cfg = cfg;
     srv->observer = observer;
-    srv->profiling = cfg->profiling.enabled;
-    srv->max_sql_bytes = (size_t)cfg->profiling.max_sql_bytes;
     srv->reload = reload;
     srv->reload_ud = ud;
 

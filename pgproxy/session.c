@@ -469,9 +469,10 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
     s->state = PGP_SESSION_RELAY;
     s->server_counted = true;
     pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->server_connections, 1);
-    if (s->srv->profiling) {
+    if (s->srv->cfg->profiling.enabled) {
         /* Without memory for a tracker the session is relayed unobserved. */
-        s->track = pgp_track_create(s->srv->max_sql_bytes, on_track_event, s);
+        s->track = pgp_track_create((size_t)s->srv->cfg->profiling.max_sql_bytes,
+                                    on_track_event, s);
         if (s->track == NULL)
             pgp_observer_count_dropped(s->srv->observer, 1);
     }

@@ -34,8 +34,6 @@ struct pgp_server {
     pgp_server_reload_fn reload;
     void *reload_ud;
     pgp_observer_t *observer;        /* borrowed; metrics and statement digests */
-    bool profiling;                  /* sessions track statements */
-    size_t max_sql_bytes;
     bool draining;
     bool listening;
 };
