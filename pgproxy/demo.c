@@ -49,8 +49,9 @@
  * (and drop it once the dashboard serves real profiles).
  */
 #define PGP_DEMO_NEXT_STEPS                                                  \
-    "(profiles, N+1 findings and slow queries arrive with the next "         \
-    "releases: dashboard at http://127.0.0.1:9433/debug/performance)"
+    "(request profiles, N+1 findings, the slow-query log and the dashboard " \
+    "arrive with the next releases)"
+#define PGP_DEMO_ADMIN_PORT 9433
 
 #define PGP_DEMO_DEFAULT_PORT 6433
 #define PGP_DEMO_PORT_TRIES 100
@@ -83,6 +84,7 @@ typedef struct demo {
 
     int pg_port;
     int proxy_port;
+    int admin_port;
     bool pg_start_tried;        /* pg_ctl start ran: stop it in cleanup */
     pid_t proxy_pid;            /* 0 when not running (or reaped) */
     bool proxy_failed;          /* died early, or a nonzero exit status */
@@ -356,6 +358,20 @@ static int try_bind(int port)
     return got;
 }
 
+/* The admin HTTP port: 9433 when free, else any free one. */
+static int choose_admin_port(demo_t *d)
+{
+    int p = PGP_DEMO_ADMIN_PORT;
+    if (p == d->pg_port || p == d->proxy_port || try_bind(p) != p)
+        p = try_bind(0);
+    if (p < 0 || p == d->pg_port || p == d->proxy_port) {
+        complain("cannot find a free port for the admin HTTP server");
+        return -1;
+    }
+    d->admin_port = p;
+    return 0;
+}
+
 static int choose_ports(demo_t *d)
 {
     d->pg_port = try_bind(0);
@@ -369,12 +385,12 @@ static int choose_ports(demo_t *d)
             return -1;
         }
         d->proxy_port = d->port;
-        return 0;
+        return choose_admin_port(d);
     }
     for (int p = PGP_DEMO_DEFAULT_PORT; p < PGP_DEMO_DEFAULT_PORT + PGP_DEMO_PORT_TRIES; p++) {
         if (p != d->pg_port && try_bind(p) == p) {
             d->proxy_port = p;
-            return 0;
+            return choose_admin_port(d);
         }
     }
     complain("ports %d-%d on 127.0.0.1 are all in use; choose one with --port",
@@ -613,12 +629,14 @@ static bool proxy_exited(demo_t *d)
 
 static int start_proxy(demo_t *d)
 {
-    char listen[32], upstream[32], log[PATH_MAX], conninfo[256];
+    char listen[32], upstream[32], admin[32], log[PATH_MAX], conninfo[256];
     if (fmt(listen, sizeof(listen), "127.0.0.1:%d", d->proxy_port) != 0 ||
         fmt(upstream, sizeof(upstream), "127.0.0.1:%d", d->pg_port) != 0 ||
+        fmt(admin, sizeof(admin), "127.0.0.1:%d", d->admin_port) != 0 ||
         fmt(log, sizeof(log), "%s/pgproxy.log", d->dir) != 0)
         return -1;
-    char *argv[] = { "pgproxy", "--listen", listen, "--upstream", upstream, NULL };
+    char *argv[] = { "pgproxy", "--listen", listen, "--upstream", upstream,
+                     "--admin", admin, NULL };
     /* /proc/self/exe: the very binary running this demo, wherever it lives. */
     d->proxy_pid = spawn(d, "/proc/self/exe", argv, log, false, true);
     if (d->proxy_pid < 0) {
@@ -994,9 +1012,12 @@ static int run_workload(demo_t *d)
 static void print_where_to_look(const demo_t *d)
 {
     say("\nConnect through pgproxy:  psql \"postgresql://postgres@127.0.0.1:%d/postgres\"\n"
+        "Per-query statistics:     curl 'http://127.0.0.1:%d/debug/queries?order=total&limit=10'\n"
+        "Prometheus metrics:       curl http://127.0.0.1:%d/metrics\n"
+        "Fingerprint some SQL:     echo \"SELECT * FROM books WHERE id = 7\" | pgproxy normalize\n"
         "pgproxy log:              %s/pgproxy.log\n"
         "%s\n",
-        d->proxy_port, d->dir, PGP_DEMO_NEXT_STEPS);
+        d->proxy_port, d->admin_port, d->admin_port, d->dir, PGP_DEMO_NEXT_STEPS);
 }
 
 static void wait_for_ctrl_c(demo_t *d)
