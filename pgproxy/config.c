@@ -654,7 +654,7 @@ out:
 /* PGPROXY_* variables that are not config keys (read by main.c). */
 static bool is_env_not_key(const char *name, size_t n)
 {
-    static const char *const names[] = { "PGPROXY_CONFIG" };
+    static const char *const names[] = { "PGPROXY_CONFIG", "PGPROXY_CLOCK" };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strlen(names[i]) == n && memcmp(names[i], name, n) == 0)
             return true;

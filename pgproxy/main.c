@@ -4,6 +4,7 @@
  * proxy's event loop.  Exit codes: 0 ok, 1 runtime failure, 2 usage or
  * configuration error.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -185,8 +186,15 @@ static int run_proxy(const config_sources_t *src)
         pgp_config_free(&cfg);
         return 2;
     }
-    if (pgp_clock_init() < 0)
-        pgp_log(PGP_LOG_WARN, "clock: PGPROXY_CLOCK not understood, chose automatically", NULL);
+    int crc = pgp_clock_init();
+    if (crc == -EINVAL) {
+        pgp_log(PGP_LOG_WARN, "clock: unknown PGPROXY_CLOCK value ignored (use monotonic or auto)",
+                NULL);
+    } else if (crc < 0) {
+        pgp_log(PGP_LOG_ERROR, "clock: CLOCK_MONOTONIC unreadable", NULL);
+        pgp_config_free(&cfg);
+        return 1;
+    }
     pgp_log(PGP_LOG_INFO, "clock", "source", pgp_clock_describe(), NULL);
     obs = pgp_observer_create((size_t)cfg.profiling.max_sql_bytes, PGP_OBSERVE_MAX_FINGERPRINTS);
     if (obs == NULL || uv_loop_init(&loop) < 0) {

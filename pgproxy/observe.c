@@ -89,13 +89,6 @@ static void memo_fill(pgp_observer_t *o, const pgp_track_event_t *ev)
     m->valid = true;
 }
 
-static uint64_t wall_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void pgp_observer_record(pgp_observer_t *o, const pgp_observe_ctx_t *ctx,
                          const pgp_track_event_t *ev)
 {
@@ -120,7 +113,7 @@ void pgp_observer_record(pgp_observer_t *o, const pgp_observe_ctx_t *ctx,
         .duration_ns = ns,
         .rows = ev->rows,
         .error = error,
-        .now_wall_ns = wall_now_ns(),
+        .now_wall_ns = pgp_clock_to_wall_ns((pgp_ticks_t){ ev->end_ticks }),
     };
     pgp_digest_record(o->digests, &de);
 }
