@@ -211,33 +211,6 @@ static const uint8_t kw_slots[256] = {
 #define HK1 0x9E3779B97F4A7C15ULL
 #define HK2 0xC2B2AE3D27D4EB4FULL
 
-static unsigned kw_lookup(const unsigned char *p, size_t len)
-{
-    if (len < 2 || len > 11)
-        return KW_NONE;
-    uint64_t a = 0, b = 0;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t c = p[i];
-        if (c >= 'A' && c <= 'Z')
-            c |= 0x20;
-        else if (c < 'a' || c > 'z')
-            return KW_NONE;
-        if (i < 8)
-            a |= c << (8 * i);
-        else
-            b |= c << (8 * (i - 8));
-    }
-    unsigned s = (unsigned)((a * HK1 + b * HK2) >> 56);
-    for (;;) {
-        unsigned id = kw_slots[s];
-        if (id == 0)
-            return KW_NONE;
-        if (kw_entries[id].a == a && kw_entries[id].b == b && kw_entries[id].len == len)
-            return id;
-        s = (s + 1) & 255;
-    }
-}
-
 /* ------------------------------------------------------------------ */
 /* Hashing                                                             */
 /* ------------------------------------------------------------------ */
@@ -281,30 +254,95 @@ static inline uint64_t lower64(uint64_t w)
     return w | (upper >> 2);
 }
 
-/* Hash of one canonical token: kind byte, length, bytes (lower-cased). */
-static uint64_t tok_hash(unsigned kind, const char *s, size_t len, bool lower)
+/*
+ * The n <= 8 bytes at p as a little-endian word, zero-padded; one load
+ * when 8 bytes are readable before `limit` (the end of the input).
+ */
+static inline uint64_t load_part(const unsigned char *p, size_t n, const unsigned char *limit)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    uint64_t h = ((uint64_t)kind ^ ((uint64_t)len << 8)) * HK2;
-    while (len >= 8) {
+    if (limit - p >= 8) {
         uint64_t w = load_le64(p);
-        if (lower)
-            w = lower64(w);
-        h = (h ^ w) * HK1;
-        h ^= h >> 31;
-        p += 8;
-        len -= 8;
+        return n >= 8 ? w : w & ((1ULL << (8 * n)) - 1);
     }
-    if (len) {
-        uint64_t w = 0;
-        for (size_t i = 0; i < len; i++)
-            w |= (uint64_t)p[i] << (8 * i);
-        if (lower)
-            w = lower64(w);
-        h = (h ^ w) * HK1;
-        h ^= h >> 31;
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++)
+        w |= (uint64_t)p[i] << (8 * i);
+    return w;
+}
+
+static inline uint64_t hash_step(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * HK1;
+    return h ^ (h >> 29);
+}
+
+/*
+ * Hash of one canonical token: kind byte, length, then the bytes in 8-byte
+ * little-endian chunks (the last zero-padded), A-Z lower-cased when
+ * `lower`.  s[0, len) is inside [.., limit).
+ */
+static uint64_t tok_hash_in(unsigned kind, const char *s, size_t len, bool lower,
+                            const char *limit)
+{
+    const unsigned char *p = (const unsigned char *)s, *lim = (const unsigned char *)limit;
+    uint64_t h = ((uint64_t)kind ^ ((uint64_t)len << 8)) * HK2;
+    while (len > 0) {
+        size_t k = len < 8 ? len : 8;
+        uint64_t w = load_part(p, k, lim);
+        h = hash_step(h, lower ? lower64(w) : w);
+        p += k;
+        len -= k;
     }
-    return fmix64(h);
+    return h ^ (h >> 32);
+}
+
+static inline uint64_t tok_hash(unsigned kind, const char *s, size_t len, bool lower)
+{
+    return tok_hash_in(kind, s, len, lower, s + len);
+}
+
+/* The keyword id of the lower-cased word (a, b) of len bytes, or KW_NONE. */
+static inline unsigned kw_find(uint64_t a, uint64_t b, size_t len)
+{
+    if (len < 2 || len > 11)
+        return KW_NONE;
+    unsigned slot = (unsigned)((a * HK1 + b * HK2) >> 56);
+    for (;;) {
+        unsigned id = kw_slots[slot];
+        if (id == 0)
+            return KW_NONE;
+        if (kw_entries[id].a == a && kw_entries[id].b == b && kw_entries[id].len == len)
+            return id;
+        slot = (slot + 1) & 255;
+    }
+}
+
+/*
+ * A word's canonical hash (kind 'w', lower-cased) and its keyword id, in
+ * one pass: words up to 16 bytes are two loads.  Same hash as tok_hash_in.
+ */
+static unsigned word_hash(const char *s, size_t len, const char *limit, uint64_t *th)
+{
+    if (len > 16) {
+        *th = tok_hash_in('w', s, len, true, limit);
+        return KW_NONE;
+    }
+    const unsigned char *p = (const unsigned char *)s, *lim = (const unsigned char *)limit;
+    uint64_t a = lower64(load_part(p, len < 8 ? len : 8, lim));
+    uint64_t b = len > 8 ? lower64(load_part(p + 8, len - 8, lim)) : 0;
+    uint64_t h = ((uint64_t)'w' ^ ((uint64_t)len << 8)) * HK2;
+    h = hash_step(h, a);
+    if (len > 8)
+        h = hash_step(h, b);
+    *th = h ^ (h >> 32);
+    return kw_find(a, b, len);
+}
+
+/* kw_find for a word in the input (used on lookahead tokens). */
+static unsigned kw_lookup(const char *s, size_t len, const char *limit)
+{
+    uint64_t th;
+    return word_hash(s, len, limit, &th);
 }
 
 /* Kind bytes of the canonical tokens (part of the v1 spec). */
@@ -689,6 +727,7 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
 static void on_token(norm_t *n, const pgp_lex_token_t *t)
 {
     unsigned kw = KW_NONE;
+    uint64_t wth = 0;
     nlist_t *l;
 
     if (t->kind == PGP_LEX_SEMI) {
@@ -714,7 +753,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         n->stmts++;
     }
     if (t->kind == PGP_LEX_WORD)
-        kw = kw_lookup((const unsigned char *)t->p, t->len);
+        kw = word_hash(t->p, t->len, (const char *)n->lx.end, &wth);
     if (n->stmts == 1 && n->cls != CLS_DONE)
         classify(n, t, kw);
 
@@ -753,7 +792,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
             emit_literal(n, t);
             break;
         }
-        emit(n, t->p, t->len, tok_hash(FK_WORD, t->p, t->len, true));
+        emit(n, t->p, t->len, wth);
         if (kw == KW_BY && (n->prev_kw == KW_ORDER || n->prev_kw == KW_GROUP) &&
             n->depth < 64)
             n->oby_mask |= (uint64_t)1 << n->depth;
@@ -799,7 +838,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
             pgp_lex_token_t nx;
             peek_sig(n, &nx);
             unsigned nkw = nx.kind == PGP_LEX_WORD
-                               ? kw_lookup((const unsigned char *)nx.p, nx.len) : KW_NONE;
+                               ? kw_lookup(nx.p, nx.len, (const char *)n->lx.end) : KW_NONE;
             if (!(nkw && (kw_entries[nkw].flags & KWF_SUBQUERY)))
                 type = LIST_IN;
         } else if (t->kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
@@ -924,6 +963,13 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         pgp_norm_tags_reset(tags);
 
     for (;;) {
+        /* fast path: a single space between tokens needs no token */
+        if (n.lx.cur < n.lx.end && *n.lx.cur == ' ' &&
+            (n.lx.cur + 1 == n.lx.end || n.lx.cur[1] > ' ')) {
+            n.lx.cur++;
+            n.gap = true;
+            continue;
+        }
         pgp_lex_next(&n.lx, &t);
         if (t.kind == PGP_LEX_EOF)
             break;

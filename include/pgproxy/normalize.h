@@ -133,7 +133,8 @@ void pgp_norm_tags_reset(pgp_norm_tags_t *tags);
 
 /*
  * Parses one comment body (text between the delimiters, borrowed) as
- * sqlcommenter (key='value',… URL-decoded, \' unescaped, %%XX as %XX, %% as %, + kept,
+ * sqlcommenter (key='value',… URL-decoded, \' unescaped, %%XX decoded as %XX,
+ * a lone %% as %, + kept,
  * undecodable % kept) or marginalia (key:value,…) and merges the tags into
  * *tags, a later key replacing an earlier one.  A comment of neither form
  * is ignored.  Sets tags->truncated when something did not fit.
