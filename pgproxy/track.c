@@ -359,6 +359,42 @@ static bool ascii_prefix_ci(const uint8_t *p, size_t n, const char *word, size_t
     return true;
 }
 
+/*
+ * The SQL identifier starting at q[pos] (after blanks): quoted ones
+ * verbatim, unquoted ones folded to lower case, as the server does.
+ * Writes it to name (TRACK_NAME_BYTES), returns its length (0 = none) and
+ * the offset just past it in *end.
+ */
+static size_t sql_identifier(const uint8_t *q, size_t n, size_t pos, char *name, size_t *end)
+{
+    size_t i = pos, len = 0;
+    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
+        i++;
+    if (i < n && q[i] == '"') {
+        for (i++; i < n && len < TRACK_NAME_BYTES; i++) {
+            if (q[i] == '"') {
+                if (i + 1 < n && q[i + 1] == '"') {
+                    i++;
+                } else {
+                    i++;
+                    break;
+                }
+            }
+            name[len++] = (char)q[i];
+        }
+    } else {
+        for (; i < n && len < TRACK_NAME_BYTES; i++) {
+            uint8_t c = q[i];
+            if (!((c | 32) >= 'a' && (c | 32) <= 'z') && !(c >= '0' && c <= '9') && c != '_' &&
+                c != '$' && c < 0x80)
+                break;
+            name[len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+    }
+    *end = i;
+    return len;
+}
+
 /* SQL-level DEALLOCATE / DISCARD ALL also drop protocol-level statements. */
 static void track_sql_side_effects(pgp_track_t *t, const uint8_t *q, size_t n)
 {
@@ -380,33 +416,70 @@ static void track_sql_side_effects(pgp_track_t *t, const uint8_t *q, size_t n)
         map_clear(&t->stmts);
         return;
     }
-    /* One identifier: quoted verbatim, unquoted folded to lower case. */
+    char name[TRACK_NAME_BYTES];
+    size_t len = sql_identifier(q, n, used, name, &used);
+    if (len > 0)
+        map_remove(&t->stmts, name, len);
+}
+
+/*
+ * SQL-level prepared statements share the server's namespace with
+ * protocol-level ones.  "PREPARE name [(types)] AS sql" registers the
+ * statement (its own event is the PREPARE text); "EXECUTE name(args)" is
+ * attributed to the prepared SQL, with its arguments as the values hash.
+ * Returns true when e->st was set.
+ */
+static bool track_sql_prepared(pgp_track_t *t, const uint8_t *q, size_t n, expect_t *e)
+{
+    size_t used;
+    char name[TRACK_NAME_BYTES];
+    if (ascii_prefix_ci(q, n, "execute", &used)) {
+        size_t len = sql_identifier(q, n, used, name, &used);
+        if (len == 0)
+            return false;
+        map_entry_t **pp = map_find(&t->stmts, name, len);
+        if (*pp == NULL || (*pp)->st == NULL)
+            return false;
+        e->st = (*pp)->st;
+        e->st->refs++;
+        e->params_hash = fnv1a(FNV_OFFSET, q + used, n - used);
+        return true;
+    }
+    if (!ascii_prefix_ci(q, n, "prepare", &used))
+        return false;
+    size_t len = sql_identifier(q, n, used, name, &used);
+    if (len == 0)
+        return false;
+    /* Skip an optional parenthesized type list, then AS. */
     size_t i = used;
     while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
         i++;
-    char name[TRACK_NAME_BYTES];
-    size_t len = 0;
-    if (i < n && q[i] == '"') {
-        for (i++; i < n && len < sizeof(name); i++) {
-            if (q[i] == '"') {
-                if (i + 1 < n && q[i + 1] == '"')
-                    i++;
-                else
-                    break;
-            }
-            name[len++] = (char)q[i];
-        }
-    } else {
-        for (; i < n && len < sizeof(name); i++) {
-            uint8_t c = q[i];
-            if (!((c | 32) >= 'a' && (c | 32) <= 'z') && !(c >= '0' && c <= '9') && c != '_' &&
-                c != '$' && c < 0x80)
+    if (i < n && q[i] == '(') {
+        int depth = 0;
+        for (; i < n; i++) {
+            if (q[i] == '(')
+                depth++;
+            else if (q[i] == ')' && --depth == 0) {
+                i++;
                 break;
-            name[len++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            }
         }
     }
-    if (len > 0)
-        map_remove(&t->stmts, name, len);
+    size_t as;
+    if (!ascii_prefix_ci(q + i, n - i, "as", &as))
+        return false;
+    i += as;
+    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
+        i++;
+    size_t end = n;
+    while (end > i && (q[end - 1] == ';' || q[end - 1] == ' ' || q[end - 1] == '\n'))
+        end--;
+    stmt_t *st = stmt_new(q + i, end - i, t->max_sql_bytes, false, (const uint8_t *)name, len);
+    if (st == NULL || !map_put(&t->stmts, name, len, st, 0)) {
+        stmt_release(st);
+        t->stats.dropped++;
+    }
+    return false;   /* the PREPARE itself is reported with its own text */
 }
 
 static void on_client_query(pgp_track_t *t)
@@ -415,10 +488,12 @@ static void on_client_query(pgp_track_t *t)
     size_t body = c->total > 0 ? c->total - 1 : 0;   /* drop the trailing NUL */
     size_t have = c->len < body ? c->len : body;
     track_sql_side_effects(t, c->buf, have);
-    stmt_t *st = stmt_new(c->buf, have, t->max_sql_bytes, body > have, NULL, 0);
-    expect_t e = { .kind = EXP_QUERY, .start_ticks = t->now, .st = st };
-    if (st == NULL)
-        t->stats.dropped++;
+    expect_t e = { .kind = EXP_QUERY, .start_ticks = t->now };
+    if (!track_sql_prepared(t, c->buf, have, &e)) {
+        e.st = stmt_new(c->buf, have, t->max_sql_bytes, body > have, NULL, 0);
+        if (e.st == NULL)
+            t->stats.dropped++;
+    }
     (void)fifo_push(t, e);
 }
 

@@ -546,6 +546,47 @@ START_TEST(test_desync_recovers)
 }
 END_TEST
 
+START_TEST(test_sql_prepare_execute)
+{
+    conv_t *c = conv_new(1024);
+    msg(c, 'Q', S("PREPARE q1 (int) AS SELECT * FROM t WHERE id = $1;"), NULL);
+    flush(c, 1);
+    msg(c, 'C', S("PREPARE"), NULL);
+    ready(c, 'I');
+    flush(c, 0);
+    const char *runs[3] = { "EXECUTE q1(1)", "execute Q1 (2)", "EXECUTE q1(1)" };
+    for (int i = 0; i < 3; i++) {
+        msg(c, 'Q', runs[i], strlen(runs[i]) + 1, NULL);
+        flush(c, 1);
+        datarow(c);
+        msg(c, 'C', S("SELECT 1"), NULL);
+        ready(c, 'I');
+        flush(c, 0);
+    }
+    ck_assert_int_eq(n_events, 4);
+    ck_assert_str_eq(events[0].sql, "PREPARE q1 (int) AS SELECT * FROM t WHERE id = $1;");
+    for (int i = 1; i < 4; i++)
+        ck_assert_str_eq(events[i].sql, "SELECT * FROM t WHERE id = $1");
+    ck_assert_ptr_eq(events[1].ev.memo, events[2].ev.memo);
+    ck_assert_uint_ne(events[1].ev.params_hash, events[2].ev.params_hash);
+    ck_assert_uint_eq(events[1].ev.params_hash, events[3].ev.params_hash);
+    /* DEALLOCATE forgets it: EXECUTE is then reported as written. */
+    msg(c, 'Q', S("DEALLOCATE q1"), NULL);
+    flush(c, 1);
+    msg(c, 'C', S("DEALLOCATE"), NULL);
+    ready(c, 'I');
+    flush(c, 0);
+    msg(c, 'Q', S("EXECUTE q1(3)"), NULL);
+    flush(c, 1);
+    error(c, "26000");
+    ready(c, 'I');
+    flush(c, 0);
+    ck_assert_int_eq(n_events, 6);
+    ck_assert_str_eq(events[5].sql, "EXECUTE q1(3)");
+    conv_free(c);
+}
+END_TEST
+
 static Suite *track_suite(void)
 {
     Suite *s = suite_create("track");
@@ -565,6 +606,7 @@ static Suite *track_suite(void)
     tcase_add_test(tc, test_function_call);
     tcase_add_test(tc, test_sql_capped);
     tcase_add_test(tc, test_desync_recovers);
+    tcase_add_test(tc, test_sql_prepare_execute);
     suite_add_tcase(s, tc);
     return s;
 }
