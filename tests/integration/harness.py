@@ -547,6 +547,23 @@ def config_sections(binary):
     return _SECTIONS[binary]
 
 
+_HELP = {}
+
+
+def binary_help(binary):
+    """`binary --help` output (stdout and stderr), cached per binary: the
+    harness passes flags such as --admin only to binaries that list them."""
+    if binary not in _HELP:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PGPROXY")}
+        try:
+            p = subprocess.run([binary, "--help"], env=env, cwd="/",
+                               capture_output=True, text=True, timeout=30)
+            _HELP[binary] = p.stdout + p.stderr
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP[binary] = ""
+    return _HELP[binary]
+
+
 def default_pgproxy_bin():
     return os.environ.get("PGPROXY_BIN") or os.path.join(REPO, "build", "pgproxy")
 
@@ -556,10 +573,17 @@ class Proxy:
 
     stderr goes to a file registered for printing on failure. stop() sends
     SIGTERM and asserts exit code 0; check() asserts the process is alive
-    and that no sanitizer report appeared."""
+    and that no sanitizer report appeared.
+
+    Admin HTTP: every proxy gets its own free admin port (admin_port, or
+    the one given).  admin_via says how it is handed over: "auto" = the
+    --admin flag when `pgproxy --help` lists it, and PGPROXY_ADMIN_LISTEN
+    when the binary knows an [admin] section; "flag" / "env" = only that
+    one; "none" = neither (a test configures it itself, e.g. in a config
+    file).  http_get() talks to it."""
 
     def __init__(self, upstream, *, env=None, args=(), binary=None,
-                 log_level=None, name="pgproxy"):
+                 log_level=None, name="pgproxy", admin_port=None, admin_via="auto"):
         if isinstance(upstream, Cluster):
             upstream = "127.0.0.1:%d" % upstream.port
         self.upstream = upstream
@@ -571,6 +595,10 @@ class Proxy:
         self.logfile = os.path.join(self.tmpdir, "stderr.log")
         self.port = None
         self.admin_port = None
+        self._fixed_admin_port = admin_port
+        if admin_via not in ("auto", "flag", "env", "none"):
+            raise ValueError("admin_via: %r" % admin_via)
+        self.admin_via = admin_via
         self.proc = None
         self.returncode = None
         self.sanitized = binary_is_sanitized(self.binary)
@@ -586,11 +614,11 @@ class Proxy:
             raise AssertionError("pgproxy binary %s not found or not executable "
                                  "(build it, or set PGPROXY_BIN)" % self.binary)
         self.port = free_port()
-        self.admin_port = free_port()
+        self.admin_port = self._fixed_admin_port or free_port()
         # The proxy gets a clean PGPROXY_* namespace: nothing from the caller's
         # environment (PGPROXY_BIN included) can change its configuration.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PGPROXY")}
-        if "admin" in config_sections(self.binary):
+        if self.admin_via in ("auto", "env") and "admin" in config_sections(self.binary):
             # Never the default admin port: proxies of one run (or of two
             # runs on one machine) must not collide.
             env["PGPROXY_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
@@ -601,7 +629,11 @@ class Proxy:
                                    ":quarantine_size_mb=8").lstrip(":")
         env.update(self.extra_env)
         cmd = [self.binary, "--listen", "127.0.0.1:%d" % self.port,
-               "--upstream", self.upstream, "--log-level", self.log_level] + self.extra_args
+               "--upstream", self.upstream, "--log-level", self.log_level]
+        if (self.admin_via in ("auto", "flag") and "--admin" not in self.extra_args
+                and "--admin" in binary_help(self.binary)):
+            cmd += ["--admin", "127.0.0.1:%d" % self.admin_port]
+        cmd += self.extra_args
         self.cmd = cmd
         self._log = open(self.logfile, "ab")
         self._log.write(("$ %s\n" % " ".join(cmd)).encode())
@@ -622,6 +654,27 @@ class Proxy:
                     self.port, timeout, self.stderr()))
             time.sleep(0.01)
         return self
+
+    def http(self, method, path, headers=None, timeout=10.0):
+        """One HTTP request to the admin port -> (status, headers as a dict
+        with lower-case names, body bytes)."""
+        import http.client
+        c = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            c.request(method, path, headers=dict(headers or {}))
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def http_get(self, path, headers=None, timeout=10.0):
+        return self.http("GET", path, headers, timeout)
+
+    def wait_admin(self, timeout=10.0):
+        """Wait until the admin port listens (it may come up after the proxy
+        port)."""
+        wait_for(lambda: tcp_listening(self.admin_port), timeout,
+                 what="pgproxy admin port %d" % self.admin_port)
 
     def stderr(self):
         try:
