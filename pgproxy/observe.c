@@ -78,7 +78,8 @@ static void memo_fill(pgp_observer_t *o, const pgp_track_event_t *ev)
     pgp_norm_result_t res;
     pgp_norm_opts_t opts;
     memset(&opts, 0, sizeof(opts));
-    opts.standard_conforming_strings = true;
+    /* With it off, the server reads backslash escapes in '...' too. */
+    opts.standard_conforming_strings = ev->standard_strings;
     pgp_normalize(ev->sql, ev->sql_len, &opts, out, out ? cap : 0, NULL, &res);
     m->fingerprint = res.fingerprint;
     m->values_hash = res.values_hash;

@@ -329,6 +329,7 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
     ev.copy_bytes = t->cur_copy_bytes;
     memcpy(ev.sqlstate, t->cur_sqlstate, sizeof(ev.sqlstate));
     ev.suspended = suspended;
+    ev.standard_strings = t->std_strings;
     t->prev_done_ticks = ev.end_ticks;
     t->stats.events++;
     if (t->cb)

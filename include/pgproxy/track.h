@@ -64,6 +64,7 @@ typedef struct pgp_track_event {
     char sqlstate[6];           /* "" when no error */
     bool pipelined;             /* answered together with other pipelined Executes */
     bool suspended;             /* ended by PortalSuspended (a fetch-size cursor) */
+    bool standard_strings;      /* the server's standard_conforming_strings when it ran */
     pgp_track_memo_t *memo;     /* the statement's memo (never NULL; writable by the consumer) */
 } pgp_track_event_t;
 

@@ -168,6 +168,7 @@ START_TEST(test_simple_query)
     ck_assert_uint_eq(events[0].ev.end_ticks, c->now);
     ck_assert_str_eq(events[0].ev.sqlstate, "");
     ck_assert_str_eq(events[0].statement, "(null)");
+    ck_assert(events[0].ev.standard_strings);
     ck_assert(!events[0].ev.pipelined);
     conv_free(c);
 }
@@ -460,6 +461,7 @@ START_TEST(test_async_messages_and_parameters)
     flush(c, 0);
     ck_assert_int_eq(n_events, 1);
     ck_assert_uint_eq(events[0].ev.rows, 0);
+    ck_assert(!events[0].ev.standard_strings);
     ck_assert_str_eq(pgp_track_application_name(c->t), "web-2");
     conv_free(c);
 }
