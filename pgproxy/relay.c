@@ -143,11 +143,6 @@ void pgp_peer_close_after_write(pgp_peer_t *p)
         p->close_after_write = true;
 }
 
-bool pgp_peer_write_pending(const pgp_peer_t *p)
-{
-    return p->pending_writes > 0;
-}
-
 static void on_peer_write(uv_write_t *req, int status)
 {
     pgp_chunk_t *c = (pgp_chunk_t *)(void *)req;

@@ -186,6 +186,7 @@ int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg
     srv->loop = loop;
     srv->cfg = cfg;
     srv->observer = observer;
+    srv->conn_stats = pgp_observer_conn_stats(observer);
     srv->reload = reload;
     srv->reload_ud = ud;
 

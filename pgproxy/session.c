@@ -137,7 +137,7 @@ static void session_log_close(pgp_session_t *s)
 static void session_free(pgp_session_t *s)
 {
     pgp_server_t *srv = s->srv;
-    pgp_observe_conn_stats_t *cs = pgp_observer_conn_stats(srv->observer);
+    pgp_observe_conn_stats_t *cs = srv->conn_stats;
     session_log_close(s);
     pgp_observe_add(&cs->client_connections, (uint64_t)-1);
     if (s->server_counted)
@@ -357,7 +357,7 @@ static const pgp_peer_events_t server_events = { on_server_data, on_server_error
 
 static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, size_t n)
 {
-    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->bytes_client_to_server, n);
+    pgp_observe_add(&s->srv->conn_stats->bytes_client_to_server, n);
     const pgp_frame_ops_t *ops = &c2s_ops;
     if (s->track != NULL) {
         pgp_track_set_now(s->track, pgp_clock_now().t);
@@ -376,7 +376,7 @@ static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 {
     size_t bad_at = 0;
     bool was_boundary = pgp_framer_at_boundary(&s->s2c);
-    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->bytes_server_to_client, n);
+    pgp_observe_add(&s->srv->conn_stats->bytes_server_to_client, n);
     if (s->track != NULL)
         pgp_track_set_now(s->track, pgp_clock_now().t);
     if (pgp_framer_feed(&s->s2c, c->data, n, &s2c_ops, s, &bad_at) != PGP_FRAME_OK) {
@@ -468,7 +468,7 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
     s->server_counted = true;
-    pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->server_connections, 1);
+    pgp_observe_add(&s->srv->conn_stats->server_connections, 1);
     if (s->srv->cfg->profiling.enabled) {
         /* Without memory for a tracker the session is relayed unobserved. */
         s->track = pgp_track_create((size_t)s->srv->cfg->profiling.max_sql_bytes,
@@ -549,7 +549,7 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
     if (pgp_startup_parse(s->startup.pkt, s->startup.len, &st, &why) < 0) {
         char msg[200];
         snprintf(msg, sizeof(msg), "pgproxy: %s", why);
-        session_fail(s, st.code == PGP_PROTO_CANCEL_REQUEST_CODE ? "08P01" : "08P01", msg,
+        session_fail(s, "08P01", msg,
                      "bad startup packet");
         return;
     }
@@ -591,7 +591,7 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
     copy_field(s->info.application_name, sizeof(s->info.application_name),
                st.application_name);
     if (!s->counted) {
-        pgp_observe_add(&pgp_observer_conn_stats(s->srv->observer)->connections_refused, 1);
+        pgp_observe_add(&s->srv->conn_stats->connections_refused, 1);
         session_fail(s, "53300", "sorry, too many clients already", "too many clients");
         return;
     }
@@ -696,7 +696,7 @@ int pgp_session_accept(pgp_server_t *srv)
         s->next->prev = s;
     srv->sessions = s;
     srv->session_count++;
-    pgp_observe_conn_stats_t *cs = pgp_observer_conn_stats(srv->observer);
+    pgp_observe_conn_stats_t *cs = srv->conn_stats;
     pgp_observe_add(&cs->connections_total, 1);
     pgp_observe_add(&cs->client_connections, 1);
     if (srv->client_count < (uint64_t)srv->cfg->proxy.max_client_connections) {

@@ -339,11 +339,18 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
 
 /* ---- client messages --------------------------------------------------- */
 
+/* The offset of the first non-blank byte of q[i, n). */
+static size_t skip_blanks(const uint8_t *q, size_t n, size_t i)
+{
+    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
+        i++;
+    return i;
+}
+
 static bool ascii_prefix_ci(const uint8_t *p, size_t n, const char *word, size_t *used)
 {
     size_t i = 0;
-    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
-        i++;
+    i = skip_blanks(p, n, i);
     size_t w = strlen(word);
     if (n - i < w)
         return false;
@@ -369,8 +376,7 @@ static bool ascii_prefix_ci(const uint8_t *p, size_t n, const char *word, size_t
 static size_t sql_identifier(const uint8_t *q, size_t n, size_t pos, char *name, size_t *end)
 {
     size_t i = pos, len = 0;
-    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
-        i++;
+    i = skip_blanks(q, n, i);
     if (i < n && q[i] == '"') {
         for (i++; i < n && len < TRACK_NAME_BYTES; i++) {
             if (q[i] == '"') {
@@ -453,8 +459,7 @@ static bool track_sql_prepared(pgp_track_t *t, const uint8_t *q, size_t n, expec
         return false;
     /* Skip an optional parenthesized type list, then AS. */
     size_t i = used;
-    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
-        i++;
+    i = skip_blanks(q, n, i);
     if (i < n && q[i] == '(') {
         int depth = 0;
         for (; i < n; i++) {
@@ -470,8 +475,7 @@ static bool track_sql_prepared(pgp_track_t *t, const uint8_t *q, size_t n, expec
     if (!ascii_prefix_ci(q + i, n - i, "as", &as))
         return false;
     i += as;
-    while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
-        i++;
+    i = skip_blanks(q, n, i);
     size_t end = n;
     while (end > i && (q[end - 1] == ';' || q[end - 1] == ' ' || q[end - 1] == '\n'))
         end--;

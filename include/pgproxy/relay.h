@@ -93,9 +93,6 @@ __attribute__((warn_unused_result)) int pgp_peer_send(pgp_peer_t *p, pgp_chunk_t
 __attribute__((warn_unused_result)) int pgp_peer_send_copy(pgp_peer_t *p, const void *data,
                                                            size_t len);
 
-/* True when writes are queued on p. */
-bool pgp_peer_write_pending(const pgp_peer_t *p);
-
 /* Close now (pending writes are cancelled).  on_close follows.  Idempotent. */
 void pgp_peer_close(pgp_peer_t *p);
 

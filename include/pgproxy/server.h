@@ -34,6 +34,7 @@ struct pgp_server {
     pgp_server_reload_fn reload;
     void *reload_ud;
     pgp_observer_t *observer;        /* borrowed; metrics and statement digests */
+    pgp_observe_conn_stats_t *conn_stats;   /* the observer's, looked up once */
     bool draining;
     bool listening;
 };
