@@ -34,6 +34,7 @@ typedef struct cfg_key {
     const char *const *choices;   /* STRING: allowed values, NULL-terminated; NULL = any */
     int (*check)(const char *value, char *what, size_t whatlen);   /* STRING: extra check */
     const char *env_alias;     /* extra environment name, or NULL */
+    bool preset;               /* default comes from profiling.preset (see apply_preset) */
 } cfg_key_t;
 
 #define KEY(sec, key, ty, def_, ...)                                           \
@@ -46,6 +47,10 @@ static int check_admin_listen(const char *value, char *what, size_t whatlen);
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
+static const char *const presets[] = { "development", "production", NULL };
+static const char *const params_modes[] = { "off", "types", "values", NULL };
+static const char *const sinks[] = { "sqlite", "postgres", "none", NULL };
+static int check_dashboard_path(const char *value, char *what, size_t whatlen);
 
 /* The order here is the order of sections and keys in messages and dumps. */
 static const cfg_key_t keys[] = {
@@ -59,8 +64,26 @@ static const cfg_key_t keys[] = {
         .min = 1024, .max = 1073741824),
     KEY(profiling, enabled, PGP_TOML_BOOL, "true"),
     KEY(profiling, max_sql_bytes, PGP_TOML_INTEGER, "16384", .min = 64, .max = 1048576),
+    KEY(profiling, preset, PGP_TOML_STRING, "development", .choices = presets),
+    KEY(profiling, slow_query_threshold_ms, PGP_TOML_FLOAT, "50", .fmin = 0, .fmax = 86400000,
+        .preset = true),
+    KEY(profiling, n_plus_one_threshold, PGP_TOML_INTEGER, "3", .min = 2, .max = 1000000,
+        .preset = true),
+    KEY(profiling, max_history, PGP_TOML_INTEGER, "1000", .min = 1, .max = 1000000),
+    KEY(profiling, request_gap_ms, PGP_TOML_INTEGER, "250", .min = 1, .max = 3600000),
+    KEY(profiling, params, PGP_TOML_STRING, "values", .choices = params_modes, .preset = true),
+    KEY(profiling, notify_client, PGP_TOML_BOOL, "false"),
+    KEY(profiling, n_plus_one_ignore, PGP_TOML_ARRAY, ""),
+    KEY(slow_log, sink, PGP_TOML_STRING, "sqlite", .choices = sinks),
+    KEY(slow_log, sqlite_path, PGP_TOML_STRING, "pgproxy.db"),
+    KEY(slow_log, dsn, PGP_TOML_STRING, ""),
+    KEY(slow_log, queue_size, PGP_TOML_INTEGER, "10000", .min = 1, .max = 10000000),
+    KEY(slow_log, retention_rows, PGP_TOML_INTEGER, "1000000", .min = 0,
+        .max = 1000000000000),
     KEY(admin, listen, PGP_TOML_STRING, "127.0.0.1:9433", .check = check_admin_listen),
     KEY(admin, token, PGP_TOML_STRING, ""),
+    KEY(admin, dashboard_path, PGP_TOML_STRING, "/debug/performance",
+        .check = check_dashboard_path, .preset = true),
     KEY(log, level, PGP_TOML_STRING, "info", .choices = log_levels),
     KEY(log, format, PGP_TOML_STRING, "text", .choices = log_formats),
 };
@@ -360,6 +383,53 @@ static int key_set_text(pgp_config_t *cfg, const cfg_key_t *k, const char *text,
 
 /* ---- whole-config operations ------------------------------------------ */
 
+_Static_assert(KEY_COUNT <= 128, "explicit_keys holds 128 bits");
+
+static void mark_explicit(pgp_config_t *cfg, size_t ki)
+{
+    cfg->explicit_keys[ki / 64] |= UINT64_C(1) << (ki % 64);
+}
+
+static bool is_explicit(const pgp_config_t *cfg, size_t ki)
+{
+    return (cfg->explicit_keys[ki / 64] >> (ki % 64)) & 1u;
+}
+
+/*
+ * profiling.preset: the defaults of the keys marked .preset, per preset.
+ * development is what the key table says; production is quieter and keeps
+ * parameter values and the HTML dashboard out.
+ */
+static const struct { const char *key, *development, *production; } preset_values[] = {
+    { "slow_query_threshold_ms", "50", "200" },
+    { "n_plus_one_threshold", "3", "10" },
+    { "params", "values", "off" },
+    { "dashboard_path", "/debug/performance", "" },
+};
+
+/* Give every .preset key the chosen preset's value unless a source set it. */
+static int apply_preset(pgp_config_t *cfg, char *err, size_t errlen)
+{
+    bool prod = cfg->profiling.preset != NULL && strcmp(cfg->profiling.preset, "production") == 0;
+    char what[256];
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        if (!keys[i].preset || is_explicit(cfg, i))
+            continue;
+        const char *text = NULL;
+        for (size_t j = 0; j < sizeof(preset_values) / sizeof(preset_values[0]); j++)
+            if (strcmp(preset_values[j].key, keys[i].name) == 0)
+                text = prod ? preset_values[j].production : preset_values[j].development;
+        if (text == NULL)
+            continue;
+        int rc = key_set_text(cfg, &keys[i], text, what, sizeof(what));
+        if (rc < 0) {
+            msgf(err, errlen, "%s.%s: %s", keys[i].section, keys[i].name, what);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void pgp_config_free(pgp_config_t *cfg)
 {
     if (cfg == NULL)
@@ -551,6 +621,7 @@ static int load_keyval(load_ctx_t *lc, const pgp_toml_event_t *ev, char *what, s
         msgf(what, n, "%s.%s: %s", sec, k->name, reason);
         return -1;
     }
+    mark_explicit(lc->cfg, (size_t)ki);
     return 0;
 }
 
@@ -729,6 +800,7 @@ int pgp_config_apply_env(pgp_config_t *cfg, char *const *envp, char *err, size_t
             msgf(err, errlen, "environment %s: %s", var, what);
             goto fail;
         }
+        mark_explicit(&staged, (size_t)ki);
     }
     parse_endpoints(&staged);
     cfg_commit(cfg, &staged);
@@ -775,6 +847,7 @@ int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
         pgp_config_free(&staged);
         return -1;
     }
+    mark_explicit(&staged, (size_t)ki);
     parse_endpoints(&staged);
     cfg_commit(cfg, &staged);
     return 0;
@@ -802,6 +875,26 @@ static void parse_endpoints(pgp_config_t *cfg)
 int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
 {
     char what[384], a[300], b[300];
+    if (apply_preset(cfg, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->profiling.n_plus_one_ignore.count; i++) {
+        uint64_t fp;
+        if (pgp_config_parse_fingerprint(cfg->profiling.n_plus_one_ignore.items[i], &fp) < 0) {
+            msgf(err, errlen, "profiling.n_plus_one_ignore: \"%.40s\" is not a fingerprint "
+                 "(16 hex digits, as /debug/queries shows them)",
+                 cfg->profiling.n_plus_one_ignore.items[i]);
+            return -1;
+        }
+    }
+    if (strcmp(cfg->slow_log.sink, "postgres") == 0 && cfg->slow_log.dsn[0] == '\0') {
+        msgf(err, errlen, "slow_log.dsn: empty, but slow_log.sink is \"postgres\" "
+             "(give a libpq connection string or URL)");
+        return -1;
+    }
+    if (strcmp(cfg->slow_log.sink, "sqlite") == 0 && cfg->slow_log.sqlite_path[0] == '\0') {
+        msgf(err, errlen, "slow_log.sqlite_path: empty, but slow_log.sink is \"sqlite\"");
+        return -1;
+    }
     for (size_t i = 0; i < KEY_COUNT; i++) {
         if (key_check(cfg, &keys[i], what, sizeof(what)) < 0) {
             msgf(err, errlen, "%s.%s: %s", keys[i].section, keys[i].name, what);
@@ -905,6 +998,46 @@ static int check_admin_listen(const char *value, char *what, size_t whatlen)
         msgf(what, whatlen, "unix sockets are not supported here; use host:port or \"\" to disable");
         return -1;
     }
+    return 0;
+}
+
+/* admin.dashboard_path: "" (off) or an absolute path without query, fragment or trailing /. */
+static int check_dashboard_path(const char *value, char *what, size_t whatlen)
+{
+    size_t n = strlen(value);
+    if (n == 0)
+        return 0;
+    if (value[0] != '/' || n < 2 || value[n - 1] == '/' || n > 200 ||
+        strpbrk(value, "?#%\\ \t\"'<>") != NULL) {
+        msgf(what, whatlen, "expected \"\" or a path such as \"/debug/performance\" "
+             "(starts with /, no trailing /, no query)");
+        return -1;
+    }
+    return 0;
+}
+
+int pgp_config_parse_fingerprint(const char *text, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; text[i] != '\0'; i++) {
+        char c = text[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+        if (i >= 16)
+            return -1;
+        v = v << 4 | d;
+    }
+    if (i != 16)
+        return -1;
+    *out = v;
     return 0;
 }
 

@@ -56,17 +56,38 @@ typedef struct pgp_config {
     struct {
         bool enabled;                    /* true: sessions track statements; false: pure relay */
         int64_t max_sql_bytes;           /* 16384, range 64..1048576: SQL captured per statement */
+        char *preset;                    /* "development": development|production; sets the
+                                            defaults of the three keys marked (preset) */
+        double slow_query_threshold_ms;  /* (preset) dev 50, prod 200; range 0..86400000 */
+        int64_t n_plus_one_threshold;    /* (preset) dev 3, prod 10; range 2..1000000 */
+        int64_t max_history;             /* 1000, range 1..1000000: finished request profiles kept */
+        int64_t request_gap_ms;          /* 250, range 1..3600000: idle gap closing a request */
+        char *params;                    /* (preset) dev "values", prod "off": off|types|values */
+        bool notify_client;              /* false: NoticeResponse to the app on an N+1 */
+        pgp_config_strlist_t n_plus_one_ignore;  /* []: fingerprints (16 hex) the N+1 rules skip */
     } profiling;
+    struct {
+        char *sink;                      /* "sqlite": sqlite|postgres|none */
+        char *sqlite_path;               /* "pgproxy.db" */
+        char *dsn;                       /* "": libpq conninfo/URL of the postgres sink */
+        int64_t queue_size;              /* 10000, range 1..10000000 */
+        int64_t retention_rows;          /* 1000000, range 0 (never prune)..1e12 */
+    } slow_log;
     struct {
         char *listen;   pgp_endpoint_t listen_ep;    /* default "127.0.0.1:9433"; "" disables;
                                                         TCP only (host:port, [v6]:port) */
         bool enabled;                                /* listen is not "" (set with listen_ep) */
         char *token;    /* "": no auth; else HTTP needs "Authorization: Bearer <token>" */
+        char *dashboard_path;   /* (preset) dev "/debug/performance", prod "": HTML dashboard
+                                   path ("" disables; JSON at <path>/json) */
     } admin;
     struct {
         char *level;    /* "info": debug|info|warn|error */
         char *format;   /* "text": text|json */
     } log;
+    /* Internal: which keys a file, the environment or a flag set (bit i = key i of the
+     * table), so pgp_config_finish fills only the others from profiling.preset. */
+    uint64_t explicit_keys[2];
 } pgp_config_t;
 
 /*
@@ -132,6 +153,13 @@ int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
  * itself).  Returns 0, or -1 with "<section>.<key>: <what>" in err.
  */
 int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Parse a fingerprint as printed by pgproxy (exactly 16 hex digits, either
+ * case) into *out.  Returns 0, or -1 (out untouched).  Any thread.
+ */
+int pgp_config_parse_fingerprint(const char *text, uint64_t *out)
     __attribute__((warn_unused_result));
 
 /*

@@ -40,6 +40,23 @@ static void assert_cfg_eq(const pgp_config_t *a, const pgp_config_t *b)
     ck_assert_int_eq(a->proxy.max_message_bytes, b->proxy.max_message_bytes);
     ck_assert_int_eq(a->profiling.enabled, b->profiling.enabled);
     ck_assert_int_eq(a->profiling.max_sql_bytes, b->profiling.max_sql_bytes);
+    ck_assert_str_eq(a->profiling.preset, b->profiling.preset);
+    ck_assert_double_eq(a->profiling.slow_query_threshold_ms, b->profiling.slow_query_threshold_ms);
+    ck_assert_int_eq(a->profiling.n_plus_one_threshold, b->profiling.n_plus_one_threshold);
+    ck_assert_int_eq(a->profiling.max_history, b->profiling.max_history);
+    ck_assert_int_eq(a->profiling.request_gap_ms, b->profiling.request_gap_ms);
+    ck_assert_str_eq(a->profiling.params, b->profiling.params);
+    ck_assert_int_eq(a->profiling.notify_client, b->profiling.notify_client);
+    ck_assert_uint_eq(a->profiling.n_plus_one_ignore.count, b->profiling.n_plus_one_ignore.count);
+    for (size_t i = 0; i < a->profiling.n_plus_one_ignore.count; i++)
+        ck_assert_str_eq(a->profiling.n_plus_one_ignore.items[i],
+                         b->profiling.n_plus_one_ignore.items[i]);
+    ck_assert_str_eq(a->slow_log.sink, b->slow_log.sink);
+    ck_assert_str_eq(a->slow_log.sqlite_path, b->slow_log.sqlite_path);
+    ck_assert_str_eq(a->slow_log.dsn, b->slow_log.dsn);
+    ck_assert_int_eq(a->slow_log.queue_size, b->slow_log.queue_size);
+    ck_assert_int_eq(a->slow_log.retention_rows, b->slow_log.retention_rows);
+    ck_assert_str_eq(a->admin.dashboard_path, b->admin.dashboard_path);
     ck_assert_str_eq(a->admin.listen, b->admin.listen);
     assert_ep_eq(&a->admin.listen_ep, &b->admin.listen_ep);
     ck_assert_int_eq(a->admin.enabled, b->admin.enabled);
@@ -58,12 +75,45 @@ static const struct { const char *key, *value; } every_key_changed[] = {
     { "proxy.max_message_bytes", "4096" },
     { "profiling.enabled", "false" },
     { "profiling.max_sql_bytes", "100" },
+    { "profiling.preset", "production" },
+    { "profiling.slow_query_threshold_ms", "12.5" },
+    { "profiling.n_plus_one_threshold", "4" },
+    { "profiling.max_history", "5" },
+    { "profiling.request_gap_ms", "6" },
+    { "profiling.params", "types" },
+    { "profiling.notify_client", "true" },
+    { "profiling.n_plus_one_ignore", "0123456789abcdef" },
+    { "slow_log.sink", "postgres" },
+    { "slow_log.sqlite_path", "/tmp/x.db" },
+    { "slow_log.dsn", "host=db user=slow" },
+    { "slow_log.queue_size", "77" },
+    { "slow_log.retention_rows", "88" },
     { "admin.listen", "127.0.0.4:3333" },
     { "admin.token", "s3cret" },
+    { "admin.dashboard_path", "/perf" },
     { "log.level", "error" },
     { "log.format", "json" },
 };
 #define EVERY_KEY_COUNT (sizeof(every_key_changed) / sizeof(every_key_changed[0]))
+
+/* Keys whose default follows profiling.preset. */
+static bool is_preset_key(const char *key)
+{
+    return strcmp(key, "profiling.slow_query_threshold_ms") == 0 ||
+           strcmp(key, "profiling.n_plus_one_threshold") == 0 ||
+           strcmp(key, "profiling.params") == 0 || strcmp(key, "admin.dashboard_path") == 0;
+}
+
+static void set_every_key_but_preset(pgp_config_t *cfg)
+{
+    char err[ERRLEN];
+    for (size_t i = 0; i < EVERY_KEY_COUNT; i++) {
+        if (is_preset_key(every_key_changed[i].key))
+            continue;
+        ck_assert_msg(pgp_config_set(cfg, every_key_changed[i].key, every_key_changed[i].value,
+                                     NULL, err, sizeof(err)) == 0, "%s", err);
+    }
+}
 
 static void set_every_key(pgp_config_t *cfg)
 {
@@ -113,6 +163,20 @@ START_TEST(test_defaults)
     ck_assert_str_eq(cfg.log.format, "text");
     ck_assert(cfg.profiling.enabled);
     ck_assert_int_eq(cfg.profiling.max_sql_bytes, 16384);
+    ck_assert_str_eq(cfg.profiling.preset, "development");
+    ck_assert_double_eq(cfg.profiling.slow_query_threshold_ms, 50);
+    ck_assert_int_eq(cfg.profiling.n_plus_one_threshold, 3);
+    ck_assert_int_eq(cfg.profiling.max_history, 1000);
+    ck_assert_int_eq(cfg.profiling.request_gap_ms, 250);
+    ck_assert_str_eq(cfg.profiling.params, "values");
+    ck_assert(!cfg.profiling.notify_client);
+    ck_assert_uint_eq(cfg.profiling.n_plus_one_ignore.count, 0);
+    ck_assert_str_eq(cfg.slow_log.sink, "sqlite");
+    ck_assert_str_eq(cfg.slow_log.sqlite_path, "pgproxy.db");
+    ck_assert_str_eq(cfg.slow_log.dsn, "");
+    ck_assert_int_eq(cfg.slow_log.queue_size, 10000);
+    ck_assert_int_eq(cfg.slow_log.retention_rows, 1000000);
+    ck_assert_str_eq(cfg.admin.dashboard_path, "/debug/performance");
     ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9433");
     ck_assert_str_eq(cfg.admin.token, "");
     ck_assert(cfg.admin.enabled);
@@ -137,9 +201,11 @@ START_TEST(test_shipped_config_toml)
     char *path = source_file("config.toml");
     pgp_config_init(&def);
     ck_assert_int_eq(pgp_config_finish(&def, err, sizeof(err)), 0);
-    /* Start from non-defaults everywhere: the file must set every key back. */
+    /* Start from non-defaults everywhere: the file must set every key back
+     * (but the preset-driven ones, which it leaves commented out so that
+     * profiling.preset keeps its meaning). */
     pgp_config_init(&cfg);
-    set_every_key(&cfg);
+    set_every_key_but_preset(&cfg);
     ck_assert_msg(pgp_config_load_file(&cfg, path, err, sizeof(err)) == 0, "%s", err);
     ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
     assert_cfg_eq(&cfg, &def);
@@ -147,6 +213,59 @@ START_TEST(test_shipped_config_toml)
     pgp_config_free(&cfg);
     pgp_config_free(&def);
     free(path);
+}
+END_TEST
+
+/* profiling.preset fills only what no source set, whatever the order of sources. */
+START_TEST(test_preset)
+{
+    pgp_config_t cfg;
+    char err[ERRLEN];
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(pgp_config_set(&cfg, "profiling.preset", "production", NULL, err,
+                                    sizeof(err)), 0);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_double_eq(cfg.profiling.slow_query_threshold_ms, 200);
+    ck_assert_int_eq(cfg.profiling.n_plus_one_threshold, 10);
+    ck_assert_str_eq(cfg.profiling.params, "off");
+    ck_assert_str_eq(cfg.admin.dashboard_path, "");
+    pgp_config_free(&cfg);
+
+    /* An explicit value wins over the preset, in the file or the environment. */
+    pgp_config_init(&cfg);
+    const char *text = "[profiling]\nslow_query_threshold_ms = 5\npreset = \"production\"\n";
+    ck_assert_msg(pgp_config_load_buffer(&cfg, "t.toml", text, strlen(text), err,
+                                         sizeof(err)) == 0, "%s", err);
+    char *envp[] = { "PGPROXY_ADMIN_DASHBOARD_PATH=/perf", NULL };
+    ck_assert_msg(pgp_config_apply_env(&cfg, envp, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_double_eq(cfg.profiling.slow_query_threshold_ms, 5);
+    ck_assert_int_eq(cfg.profiling.n_plus_one_threshold, 10);
+    ck_assert_str_eq(cfg.admin.dashboard_path, "/perf");
+    pgp_config_free(&cfg);
+
+    /* Cross-key checks. */
+    static const struct { const char *key, *value, *msg; } bad[] = {
+        { "slow_log.sink", "postgres", "slow_log.dsn: empty" },
+        { "profiling.n_plus_one_ignore", "0123", "not a fingerprint" },
+        { "profiling.n_plus_one_ignore", "0123456789abcdefg", "not a fingerprint" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pgp_config_init(&cfg);
+        ck_assert_int_eq(pgp_config_set(&cfg, bad[i].key, bad[i].value, NULL, err,
+                                        sizeof(err)), 0);
+        ck_assert_int_eq(pgp_config_finish(&cfg, err, sizeof(err)), -1);
+        ck_assert_msg(strstr(err, bad[i].msg) != NULL, "%s", err);
+        pgp_config_free(&cfg);
+    }
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(pgp_config_set(&cfg, "admin.dashboard_path", "/x/", NULL, err,
+                                    sizeof(err)), -1);
+    ck_assert_int_eq(pgp_config_set(&cfg, "admin.dashboard_path", "x", NULL, err,
+                                    sizeof(err)), -1);
+    ck_assert_int_eq(pgp_config_set(&cfg, "admin.dashboard_path", "", NULL, err,
+                                    sizeof(err)), 0);
+    pgp_config_free(&cfg);
 }
 END_TEST
 
@@ -1015,6 +1134,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_shipped_config_toml);
     tcase_add_test(tc, test_every_key_listed);
+    tcase_add_test(tc, test_preset);
     tcase_add_loop_test(tc, test_good_snippets, 0, N(good_cases));
     tcase_add_loop_test(tc, test_bad_snippets, 0, N(bad_cases));
     tcase_add_test(tc, test_no_far_suggestion);
