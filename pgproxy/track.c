@@ -17,6 +17,7 @@
  */
 #include "pgproxy/track.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +40,7 @@ typedef struct map_entry {
     struct map_entry *next;
     stmt_t *st;
     uint64_t params_hash;   /* portals: hash of their Bind */
+    char *summary;          /* portals: their Bind's parameter summary (malloc'd) or NULL */
     char name[];
 } map_entry_t;
 
@@ -63,6 +65,7 @@ typedef struct expect {
     uint64_t start_ticks;
     uint64_t params_hash;
     stmt_t *st;              /* EXECUTE, QUERY: a reference */
+    char *summary;           /* EXECUTE: a copy of its portal's parameter summary, or NULL */
 } expect_t;
 
 /* A bounded copy of the current message's body. */
@@ -97,6 +100,7 @@ struct pgp_track {
     /* message captures */
     capture_t cc, sc;
     uint64_t bind_hash;
+    pgp_track_params_t params_mode;
     /* server parameters */
     char app_name[64];
     bool std_strings;
@@ -121,6 +125,7 @@ static void stmt_release(stmt_t *st)
 {
     if (st != NULL && --st->refs == 0) {
         free(st->memo.normalized);
+        free(st->memo.consumer_data);
         free(st);
     }
 }
@@ -163,24 +168,33 @@ static map_entry_t **map_find(name_map_t *m, const char *name, size_t len)
     return pp;
 }
 
-/* Bind name -> st (takes a reference of st).  Returns false when the map is full. */
-static bool map_put(name_map_t *m, const char *name, size_t len, stmt_t *st, uint64_t hash)
+/* Bind name -> st (takes a reference of st, and ownership of summary, even on failure).
+ * Returns false when the map is full. */
+static bool map_put(name_map_t *m, const char *name, size_t len, stmt_t *st, uint64_t hash,
+                    char *summary)
 {
     map_entry_t **pp = map_find(m, name, len);
     if (*pp != NULL) {
         stmt_release((*pp)->st);
+        free((*pp)->summary);
         (*pp)->st = st;
         (*pp)->params_hash = hash;
+        (*pp)->summary = summary;
         return true;
     }
-    if (m->count >= TRACK_MAX_STATEMENTS)
+    if (m->count >= TRACK_MAX_STATEMENTS) {
+        free(summary);
         return false;
+    }
     map_entry_t *e = malloc(sizeof(*e) + len + 1);
-    if (e == NULL)
+    if (e == NULL) {
+        free(summary);
         return false;
+    }
     e->next = NULL;
     e->st = st;
     e->params_hash = hash;
+    e->summary = summary;
     memcpy(e->name, name, len);
     e->name[len] = '\0';
     *pp = e;
@@ -196,6 +210,7 @@ static void map_remove(name_map_t *m, const char *name, size_t len)
         return;
     *pp = e->next;
     stmt_release(e->st);
+    free(e->summary);
     free(e);
     m->count--;
 }
@@ -207,6 +222,7 @@ static void map_clear(name_map_t *m)
         while (e != NULL) {
             map_entry_t *next = e->next;
             stmt_release(e->st);
+            free(e->summary);
             free(e);
             e = next;
         }
@@ -233,6 +249,8 @@ static void expect_clear(expect_t *e)
 {
     stmt_release(e->st);
     e->st = NULL;
+    free(e->summary);
+    e->summary = NULL;
 }
 
 static void cur_reset(pgp_track_t *t)
@@ -325,6 +343,10 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
     }
     ev.statement = e->kind != EXP_EXECUTE ? NULL : e->st ? e->st->name : "";
     ev.params_hash = e->params_hash;
+    if (e->summary != NULL) {
+        ev.params_summary = e->summary;
+        ev.params_summary_len = strlen(e->summary);
+    }
     ev.rows = t->cur_has_tag ? t->cur_rows_tag : t->cur_datarows;
     ev.copy_bytes = t->cur_copy_bytes;
     memcpy(ev.sqlstate, t->cur_sqlstate, sizeof(ev.sqlstate));
@@ -335,6 +357,7 @@ static void emit(pgp_track_t *t, const expect_t *e, bool suspended)
     if (t->cb)
         t->cb(t->ud, &ev);
     free(scratch.normalized);
+    free(scratch.consumer_data);
 }
 
 /* ---- client messages --------------------------------------------------- */
@@ -480,7 +503,7 @@ static bool track_sql_prepared(pgp_track_t *t, const uint8_t *q, size_t n, expec
     while (end > i && (q[end - 1] == ';' || q[end - 1] == ' ' || q[end - 1] == '\n'))
         end--;
     stmt_t *st = stmt_new(q + i, end - i, t->max_sql_bytes, false, (const uint8_t *)name, len);
-    if (st == NULL || !map_put(&t->stmts, name, len, st, 0)) {
+    if (st == NULL || !map_put(&t->stmts, name, len, st, 0, NULL)) {
         stmt_release(st);
         t->stats.dropped++;
     }
@@ -514,12 +537,115 @@ static void on_client_parse(pgp_track_t *t)
         size_t slen = cstr_len(sql, avail);
         bool truncated = slen == avail && c->total > c->len;
         stmt_t *st = stmt_new(sql, slen, t->max_sql_bytes, truncated, c->buf, nlen);
-        if (st == NULL || !map_put(&t->stmts, (const char *)c->buf, nlen, st, 0)) {
+        if (st == NULL || !map_put(&t->stmts, (const char *)c->buf, nlen, st, 0, NULL)) {
             stmt_release(st);
             t->stats.dropped++;
         }
     }
     (void)fifo_push(t, (expect_t){ .kind = EXP_PARSE });
+}
+
+/* Bounded appender for the summary. */
+typedef struct sumbuf {
+    char b[PGP_TRACK_SUMMARY_BYTES + 4];
+    size_t n;
+    bool full;
+} sumbuf_t;
+
+static void sum_add(sumbuf_t *s, const char *p, size_t n)
+{
+    if (s->full)
+        return;
+    if (s->n + n > PGP_TRACK_SUMMARY_BYTES - 3) {
+        s->full = true;
+        memcpy(s->b + s->n, "...", 3);
+        s->n += 3;
+        return;
+    }
+    memcpy(s->b + s->n, p, n);
+    s->n += n;
+}
+
+static void sum_str(sumbuf_t *s, const char *z) { sum_add(s, z, strlen(z)); }
+
+static void sum_uint(sumbuf_t *s, uint64_t v)
+{
+    char tmp[24];
+    int w = snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v);
+    sum_add(s, tmp, (size_t)w);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+/*
+ * The parameters of a Bind (from its format codes on: p[0, n) borrowed) as
+ * text for humans: "$1='abc', $2=<binary 4 bytes>, $3=NULL" (values mode, a
+ * text value cut at PGP_TRACK_PARAM_VALUE_BYTES with "...", quotes doubled,
+ * control bytes as '?') or "$1:text(3 bytes), ..." (types mode).  Returns
+ * malloc'd, NULL when there are no parameters, the message is malformed, or
+ * out of memory.
+ */
+static char *bind_summary(pgp_track_params_t mode, const uint8_t *p, size_t n)
+{
+    if (n < 2)
+        return NULL;
+    uint16_t nfmt = be16(p);
+    size_t o = 2;
+    if (n - o < (size_t)nfmt * 2 + 2)
+        return NULL;
+    const uint8_t *fmts = p + o;
+    o += (size_t)nfmt * 2;
+    uint16_t nparams = be16(p + o);
+    o += 2;
+    if (nparams == 0)
+        return NULL;
+    sumbuf_t s = { .n = 0 };
+    for (uint16_t i = 0; i < nparams && !s.full; i++) {
+        if (n - o < 4)
+            return NULL;
+        uint32_t len = be32(p + o);
+        o += 4;
+        bool is_null = len == 0xffffffffu;
+        if (!is_null && n - o < len)
+            return NULL;
+        bool binary = nfmt == 1 ? be16(fmts) == 1 : i < nfmt && be16(fmts + 2 * i) == 1;
+        if (i > 0)
+            sum_add(&s, ", ", 2);
+        sum_add(&s, "$", 1);
+        sum_uint(&s, (uint64_t)i + 1);
+        if (is_null) {
+            sum_str(&s, mode == PGP_TRACK_PARAMS_TYPES ? ":NULL" : "=NULL");
+            continue;
+        }
+        if (mode == PGP_TRACK_PARAMS_TYPES || binary) {
+            sum_str(&s, mode == PGP_TRACK_PARAMS_TYPES ? (binary ? ":binary(" : ":text(")
+                                                      : "=<binary ");
+            sum_uint(&s, len);
+            sum_str(&s, mode == PGP_TRACK_PARAMS_TYPES ? " bytes)" : " bytes>");
+        } else {
+            sum_add(&s, "='", 2);
+            size_t shown = len < PGP_TRACK_PARAM_VALUE_BYTES ? len : PGP_TRACK_PARAM_VALUE_BYTES;
+            for (size_t k = 0; k < shown && !s.full; k++) {
+                char c = (char)p[o + k];
+                if (c == '\'')
+                    sum_add(&s, "''", 2);
+                else if ((unsigned char)c < 0x20 || c == 0x7f)
+                    sum_add(&s, "?", 1);
+                else
+                    sum_add(&s, &c, 1);
+            }
+            sum_str(&s, shown < len ? "...'" : "'");
+        }
+        if (!is_null)
+            o += len;
+    }
+    s.b[s.n] = '\0';
+    return strdup(s.b);
 }
 
 static void on_client_bind(pgp_track_t *t)
@@ -535,7 +661,11 @@ static void on_client_bind(pgp_track_t *t)
             if (st)
                 st->refs++;
             /* The portal remembers its statement's name for the event. */
-            if (!map_put(&t->portals, (const char *)c->buf, plen, st, t->bind_hash)) {
+            char *summary = NULL;
+            if (t->params_mode != PGP_TRACK_PARAMS_OFF && c->total == c->len)
+                summary = bind_summary(t->params_mode, c->buf + plen + 1 + slen + 1,
+                                       c->len - plen - 1 - slen - 1);
+            if (!map_put(&t->portals, (const char *)c->buf, plen, st, t->bind_hash, summary)) {
                 stmt_release(st);
                 t->stats.dropped++;
             }
@@ -559,6 +689,8 @@ static void on_client_execute(pgp_track_t *t)
         if (e.st)
             e.st->refs++;
         e.params_hash = (*pp)->params_hash;
+        if ((*pp)->summary != NULL)
+            e.summary = strdup((*pp)->summary);
     }
     (void)fifo_push(t, e);
 }
@@ -938,6 +1070,11 @@ void pgp_track_destroy(pgp_track_t *t)
     free(t->cc.buf);
     free(t->sc.buf);
     free(t);
+}
+
+void pgp_track_set_params(pgp_track_t *t, pgp_track_params_t mode)
+{
+    t->params_mode = mode;
 }
 
 void pgp_track_set_now(pgp_track_t *t, uint64_t now_ticks)

@@ -46,8 +46,20 @@ typedef struct pgp_track_memo {
     char *normalized;           /* malloc'd by the consumer; the tracker free()s it */
     uint32_t normalized_len;
     uint32_t flags;             /* the consumer's (e.g. statement kind) */
+    uint32_t name_off, name_len;/* the consumer's (e.g. a span of the SQL) */
+    void *consumer_data;        /* malloc'd by the consumer or NULL; the tracker free()s it */
     bool valid;
 } pgp_track_memo_t;
+
+/* What a Bind's parameters look like in events (profiling.params). */
+typedef enum pgp_track_params {
+    PGP_TRACK_PARAMS_OFF = 0,   /* no summary */
+    PGP_TRACK_PARAMS_TYPES,     /* $1:text(3 bytes), $2:binary(4 bytes), $3:NULL */
+    PGP_TRACK_PARAMS_VALUES,    /* $1='abc', $2=<binary 4 bytes>, $3=NULL; each value cut */
+} pgp_track_params_t;
+
+#define PGP_TRACK_PARAM_VALUE_BYTES 64u    /* a value's bytes shown at most */
+#define PGP_TRACK_SUMMARY_BYTES 256u       /* a summary's bytes at most (then "...") */
 
 /* One statement, as seen on the wire.  Borrowed: valid during the callback only. */
 typedef struct pgp_track_event {
@@ -59,6 +71,8 @@ typedef struct pgp_track_event {
     bool sql_truncated;         /* the statement was longer than max_sql_bytes */
     const char *statement;      /* prepared statement name ("" = unnamed), NULL for Query */
     uint64_t params_hash;       /* hash of the Bind message (formats + values); 0 for Query */
+    const char *params_summary; /* the Bind's parameters per pgp_track_set_params, or NULL */
+    size_t params_summary_len;
     uint64_t rows;              /* from CommandComplete tags (summed), or DataRows counted */
     uint64_t copy_bytes;        /* CopyData payload bytes, both directions */
     char sqlstate[6];           /* "" when no error */
@@ -87,6 +101,9 @@ typedef struct pgp_track pgp_track_t;
  */
 pgp_track_t *pgp_track_create(size_t max_sql_bytes, pgp_track_event_cb cb, void *ud);
 void pgp_track_destroy(pgp_track_t *t);
+
+/* Whether and how Execute events summarize their Bind parameters (default off). */
+void pgp_track_set_params(pgp_track_t *t, pgp_track_params_t mode);
 
 /* Stamp the chunk about to be fed (the time it was read). */
 void pgp_track_set_now(pgp_track_t *t, uint64_t now_ticks);

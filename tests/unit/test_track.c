@@ -20,6 +20,7 @@ typedef struct recorded {
     pgp_track_event_t ev;
     char sql[256];
     char statement[64];
+    char summary[PGP_TRACK_SUMMARY_BYTES + 1];
 } recorded_t;
 
 static recorded_t events[MAX_EVENTS];
@@ -36,6 +37,11 @@ static void on_event(void *ud, const pgp_track_event_t *ev)
     r->sql[n] = '\0';
     snprintf(r->statement, sizeof(r->statement), "%s", ev->statement ? ev->statement : "(null)");
     r->ev.sql = r->sql;
+    ck_assert_uint_le(ev->params_summary_len, PGP_TRACK_SUMMARY_BYTES);
+    if (ev->params_summary != NULL)
+        memcpy(r->summary, ev->params_summary, ev->params_summary_len);
+    r->summary[ev->params_summary ? ev->params_summary_len : 0] = '\0';
+    r->ev.params_summary = ev->params_summary ? r->summary : NULL;
 }
 
 /* A conversation: one tracker, two framers, a clock advanced per step. */
@@ -589,6 +595,100 @@ START_TEST(test_sql_prepare_execute)
 }
 END_TEST
 
+/* Bind parameters summarized per profiling.params, pipelined portals keep their own. */
+static void bind_raw(conv_t *c, const uint8_t *params, size_t n)
+{
+    msg(c, 'B', S(""), S("s"), params, n, NULL);
+}
+
+START_TEST(test_params_summary)
+{
+    static const struct {
+        pgp_track_params_t mode;
+        const char *want0, *want1;
+    } cases[] = {
+        { PGP_TRACK_PARAMS_OFF, NULL, NULL },
+        { PGP_TRACK_PARAMS_VALUES, "$1='it''s', $2=NULL, $3=<binary 4 bytes>", "$1='x?y'" },
+        { PGP_TRACK_PARAMS_TYPES, "$1:text(4 bytes), $2:NULL, $3:binary(4 bytes)",
+          "$1:text(3 bytes)" },
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        conv_t *c = conv_new(1024);
+        pgp_track_set_params(c->t, cases[k].mode);
+        parse(c, "s", "SELECT $1, $2, $3");
+        /* formats: text, text, binary; values: "it's", NULL, 4 bytes */
+        static const uint8_t p0[] = { 0, 3, 0, 0, 0, 0, 0, 1, 0, 3,
+                                      0, 0, 0, 4, 'i', 't', '\'', 's',
+                                      0xff, 0xff, 0xff, 0xff,
+                                      0, 0, 0, 4, 0, 0, 0, 42, 0, 0 };
+        static const uint8_t p1[] = { 0, 0, 0, 1, 0, 0, 0, 3, 'x', '\n', 'y', 0, 0 };
+        bind_raw(c, p0, sizeof(p0));
+        execute(c, "", maxrows0);
+        bind_raw(c, p1, sizeof(p1));   /* replaces the portal before the first answer */
+        execute(c, "", maxrows0);
+        msg(c, 'S', NULL);
+        flush(c, 1);
+        msg(c, '1', NULL);
+        msg(c, '2', NULL);
+        msg(c, 'C', S("SELECT 1"), NULL);
+        msg(c, '2', NULL);
+        msg(c, 'C', S("SELECT 1"), NULL);
+        ready(c, 'I');
+        flush(c, 0);
+        ck_assert_int_eq(n_events, 2);
+        if (cases[k].want0 == NULL) {
+            ck_assert_ptr_null(events[0].ev.params_summary);
+            ck_assert_ptr_null(events[1].ev.params_summary);
+        } else {
+            ck_assert_str_eq(events[0].summary, cases[k].want0);
+            ck_assert_str_eq(events[1].summary, cases[k].want1);
+        }
+        conv_free(c);
+    }
+}
+END_TEST
+
+/* A long value is cut, the summary stays bounded, a malformed Bind gives none. */
+START_TEST(test_params_summary_bounds)
+{
+    conv_t *c = conv_new(4096);
+    pgp_track_set_params(c->t, PGP_TRACK_PARAMS_VALUES);
+    parse(c, "s", "SELECT 1");
+    uint8_t p[2048];
+    size_t n = 0;
+    p[n++] = 0; p[n++] = 0;
+    p[n++] = 0; p[n++] = 10;
+    for (int i = 0; i < 10; i++) {
+        pgp_put_be32(p + n, 100);
+        n += 4;
+        memset(p + n, 'a' + i, 100);
+        n += 100;
+    }
+    p[n++] = 0; p[n++] = 0;
+    bind_raw(c, p, n);
+    execute(c, "", maxrows0);
+    static const uint8_t bad[] = { 0, 0, 0, 2, 0, 0, 0, 9, 'x' };   /* value overruns */
+    bind_raw(c, bad, sizeof(bad));
+    execute(c, "", maxrows0);
+    msg(c, 'S', NULL);
+    flush(c, 1);
+    msg(c, '1', NULL);
+    msg(c, '2', NULL);
+    msg(c, 'C', S("SELECT 1"), NULL);
+    msg(c, '2', NULL);
+    msg(c, 'C', S("SELECT 1"), NULL);
+    ready(c, 'I');
+    flush(c, 0);
+    ck_assert_int_eq(n_events, 2);
+    ck_assert_uint_le(strlen(events[0].summary), PGP_TRACK_SUMMARY_BYTES);
+    ck_assert_msg(strncmp(events[0].summary, "$1='aaaa", 8) == 0, "%s", events[0].summary);
+    ck_assert_ptr_nonnull(strstr(events[0].summary, "...'"));
+    ck_assert_ptr_nonnull(strstr(events[0].summary, "..."));
+    ck_assert_ptr_null(events[1].ev.params_summary);
+    conv_free(c);
+}
+END_TEST
+
 static Suite *track_suite(void)
 {
     Suite *s = suite_create("track");
@@ -609,6 +709,8 @@ static Suite *track_suite(void)
     tcase_add_test(tc, test_sql_capped);
     tcase_add_test(tc, test_desync_recovers);
     tcase_add_test(tc, test_sql_prepare_execute);
+    tcase_add_test(tc, test_params_summary);
+    tcase_add_test(tc, test_params_summary_bounds);
     suite_add_tcase(s, tc);
     return s;
 }
