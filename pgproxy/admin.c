@@ -33,7 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CT_JSON "application/json; charset=utf-8"
+#define CT_JSON PGP_ADMIN_CT_JSON
 #define CT_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define LISTEN_BACKLOG 64
 
@@ -77,6 +77,10 @@ static const admin_route_t routes[] = {
 };
 
 #define ROUTE_COUNT (sizeof(routes) / sizeof(routes[0]))
+
+static void handle_provided(pgp_admin_t *a, const pgp_admin_request_t *req, admin_reply_t *rep);
+/* Whatever the table does not name goes to the providers' route callback. */
+static const admin_route_t provided_route = { "*", "", true, handle_provided };
 
 /* ---- replies --------------------------------------------------------------- */
 
@@ -237,6 +241,24 @@ static void handle_queries(pgp_admin_t *a, const pgp_admin_request_t *req, admin
     reply_check(rep, req, rc);
 }
 
+static void handle_provided(pgp_admin_t *a, const pgp_admin_request_t *req, admin_reply_t *rep)
+{
+    pgp_admin_request_t r = *req;
+    r.tail = "";
+    if (strcmp(r.method, "HEAD") == 0)
+        r.method = "GET";   /* MHD leaves the body out of HEAD replies */
+    pgp_admin_response_t resp = { MHD_HTTP_OK, CT_JSON, &rep->body };
+    int rc = a->prov.route(a->prov.ud, &r, &resp);
+    if (rc == 0) {
+        reply_error(rep, MHD_HTTP_NOT_FOUND, "not found");
+        return;
+    }
+    rep->status = resp.status;
+    rep->content_type = resp.content_type;
+    if (rc < 0 || pgp_render_error(&rep->body) != 0)
+        reply_error(rep, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal error");
+}
+
 /* ---- request entry ----------------------------------------------------------------- */
 
 /* True when the request carries the right bearer token; compares in constant time. */
@@ -342,6 +364,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (hit == NULL && allow[0] != '\0')
             return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed",
                               MHD_HTTP_HEADER_ALLOW, allow);
+        if (hit == NULL && a->prov.route != NULL)
+            hit = &provided_route;
         if (hit == NULL)
             return send_error(conn, MHD_HTTP_NOT_FOUND, "not found", NULL, NULL);
         if (has_body(conn))
@@ -353,7 +377,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_data_size != 0)
         return MHD_NO;   /* body bytes despite no announced body: drop the connection */
     const admin_route_t *hit = *con_cls;
-    if (hit->prefix)
+    if (hit->prefix && hit != &provided_route)
         req.tail = url + strlen(hit->path);
     admin_reply_t rep = { .status = MHD_HTTP_OK, .content_type = CT_JSON };
     pgp_render_init(&rep.body, PGP_ADMIN_MAX_BODY_BYTES);

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "pgproxy/admin.h"
+#include "pgproxy/api.h"
 #include "pgproxy/clock.h"
 #include "pgproxy/config.h"
 #include "pgproxy/demo.h"
@@ -21,7 +22,11 @@
 #include "pgproxy/normalize.h"
 #include "pgproxy/observe.h"
 #include "pgproxy/relay.h"
+#include "pgproxy/registry.h"
 #include "pgproxy/server.h"
+#include "pgproxy/slowlog.h"
+#include "pgproxy/store.h"
+#include <unistd.h>
 
 extern char **environ;
 
@@ -95,6 +100,8 @@ static int apply_log_config(const pgp_config_t *cfg)
 typedef struct reload_ctx {
     const config_sources_t *src;
     pgp_config_t *live;
+    pgp_observer_t *obs;
+    pgp_profile_store_t *store;
 } reload_ctx_t;
 
 static void swap_str(char **a, char **b)
@@ -102,6 +109,11 @@ static void swap_str(char **a, char **b)
     char *t = *a;
     *a = *b;
     *b = t;
+}
+
+static uint64_t slow_threshold_ns(const pgp_config_t *cfg)
+{
+    return (uint64_t)(cfg->profiling.slow_query_threshold_ms * 1e6);
 }
 
 /* SIGHUP: rebuild from the same sources; apply what can change live. */
@@ -128,7 +140,26 @@ static void on_reload(void *ud)
     live->proxy.max_message_bytes = fresh.proxy.max_message_bytes;
     live->profiling.enabled = fresh.profiling.enabled;
     live->profiling.max_sql_bytes = fresh.profiling.max_sql_bytes;
+    swap_str(&live->profiling.preset, &fresh.profiling.preset);
+    live->profiling.slow_query_threshold_ms = fresh.profiling.slow_query_threshold_ms;
+    live->profiling.n_plus_one_threshold = fresh.profiling.n_plus_one_threshold;
+    live->profiling.max_history = fresh.profiling.max_history;
+    live->profiling.request_gap_ms = fresh.profiling.request_gap_ms;
+    swap_str(&live->profiling.params, &fresh.profiling.params);
+    live->profiling.notify_client = fresh.profiling.notify_client;
+    pgp_config_strlist_t ignore = live->profiling.n_plus_one_ignore;
+    live->profiling.n_plus_one_ignore = fresh.profiling.n_plus_one_ignore;
+    fresh.profiling.n_plus_one_ignore = ignore;
+    if (strcmp(fresh.slow_log.sink, live->slow_log.sink) != 0 ||
+        strcmp(fresh.slow_log.sqlite_path, live->slow_log.sqlite_path) != 0 ||
+        strcmp(fresh.slow_log.dsn, live->slow_log.dsn) != 0 ||
+        fresh.slow_log.queue_size != live->slow_log.queue_size ||
+        fresh.slow_log.retention_rows != live->slow_log.retention_rows)
+        pgp_log(PGP_LOG_WARN, "slow_log.* changes only on restart", NULL);
     pgp_config_free(&fresh);
+    pgp_observer_set_slow_threshold_ns(ctx->obs, slow_threshold_ns(live));
+    if (ctx->store != NULL)
+        pgp_profile_store_set_max_history(ctx->store, (size_t)live->profiling.max_history);
     (void)apply_log_config(live);
     pgp_log(PGP_LOG_INFO, "configuration reloaded", "log_level", live->log.level, NULL);
 }
@@ -148,7 +179,14 @@ static int add_flag(config_sources_t *src, const char *key, const char *value,
 typedef struct admin_ctx {
     pgp_observer_t *obs;
     const pgp_config_t *cfg;
+    pgp_api_t api;
 } admin_ctx_t;
+
+static int provide_route(void *ud, const pgp_admin_request_t *req, pgp_admin_response_t *resp)
+{
+    admin_ctx_t *a = ud;
+    return pgp_api_route(&a->api, req, resp);
+}
 
 static int provide_metrics(void *ud, pgp_render_t *out)
 {
@@ -172,11 +210,42 @@ static int provide_ready(void *ud, char *why, size_t cap)
     return pgp_dial_probe(&a->cfg->proxy.upstream_ep, 1000, why, cap) == 0 ? 1 : 0;
 }
 
+/* How long SIGTERM waits for the slow-query sink to write what is queued. */
+#define SLOWLOG_FLUSH_TIMEOUT_MS 10000u
+
+/* The slow-query log the config asks for; NULL (after a log line) when it cannot be made. */
+static pgp_slowlog_t *open_slowlog(const pgp_config_t *cfg)
+{
+    char host[128] = "", instance[300], err[256] = "";
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "pgproxy");
+    snprintf(instance, sizeof(instance), "%s:%u", host, cfg->proxy.listen_ep.port);
+    pgp_slowlog_config_t sc = {
+        .sink = strcmp(cfg->slow_log.sink, "postgres") == 0 ? PGP_SLOWLOG_POSTGRES
+                : strcmp(cfg->slow_log.sink, "sqlite") == 0 ? PGP_SLOWLOG_SQLITE
+                                                            : PGP_SLOWLOG_NONE,
+        .sqlite_path = cfg->slow_log.sqlite_path,
+        .dsn = cfg->slow_log.dsn,
+        .queue_size = (size_t)cfg->slow_log.queue_size,
+        .retention_rows = (uint64_t)cfg->slow_log.retention_rows,
+        .max_sql_bytes = (size_t)cfg->profiling.max_sql_bytes,
+        .proxy_instance = instance,
+        .recent_size = 200,
+    };
+    pgp_slowlog_t *log = pgp_slowlog_create(&sc, err, sizeof(err));
+    if (log == NULL)
+        pgp_log(PGP_LOG_ERROR, "slow-query log", "sink", cfg->slow_log.sink, "error", err, NULL);
+    return log;
+}
+
 static int run_proxy(const config_sources_t *src)
 {
     pgp_config_t cfg;
     pgp_observer_t *obs = NULL;
     pgp_admin_t *admin = NULL;
+    pgp_registry_t *registry = NULL;
+    pgp_profile_store_t *store = NULL;
+    pgp_slowlog_t *slowlog = NULL;
     uv_loop_t loop;
     int code = 1;
 
@@ -197,16 +266,28 @@ static int run_proxy(const config_sources_t *src)
     }
     pgp_log(PGP_LOG_INFO, "clock", "source", pgp_clock_describe(), NULL);
     obs = pgp_observer_create((size_t)cfg.profiling.max_sql_bytes, PGP_OBSERVE_MAX_FINGERPRINTS);
-    if (obs == NULL || uv_loop_init(&loop) < 0) {
+    registry = pgp_registry_create();
+    if (cfg.profiling.enabled) {
+        store = pgp_profile_store_create((size_t)cfg.profiling.max_history);
+        slowlog = open_slowlog(&cfg);
+    }
+    if (obs == NULL || registry == NULL || (cfg.profiling.enabled && store == NULL) ||
+        (cfg.profiling.enabled && slowlog == NULL) || uv_loop_init(&loop) < 0) {
+        pgp_slowlog_destroy(slowlog, 0);
+        pgp_profile_store_destroy(store);
+        pgp_registry_destroy(registry);
         pgp_observer_destroy(obs);
         pgp_config_free(&cfg);
         return 1;
     }
-    reload_ctx_t ctx = { src, &cfg };
+    pgp_observer_attach(obs, store, slowlog, registry);
+    pgp_observer_set_slow_threshold_ns(obs, slow_threshold_ns(&cfg));
+    reload_ctx_t ctx = { src, &cfg, obs, store };
     pgp_server_t srv;
     if (pgp_server_start(&srv, &loop, &cfg, obs, on_reload, &ctx) != 0)
         goto out;
-    admin_ctx_t actx = { obs, &cfg };
+    admin_ctx_t actx = { obs, &cfg, { obs, cfg.admin.dashboard_path,
+                                      pgp_clock_to_wall_ns(pgp_clock_now()) } };
     if (cfg.admin.enabled) {
         pgp_admin_providers_t prov;
         memset(&prov, 0, sizeof(prov));
@@ -214,6 +295,7 @@ static int run_proxy(const config_sources_t *src)
         prov.metrics = provide_metrics;
         prov.queries = provide_queries;
         prov.ready = provide_ready;
+        prov.route = provide_route;
         if (pgp_admin_start(&admin, &cfg.admin.listen_ep, cfg.admin.token, &prov) < 0) {
             pgp_server_drain(&srv);
             goto out;
@@ -227,6 +309,11 @@ out:
     if (admin != NULL)
         pgp_admin_stop(admin);
     pgp_chunk_pool_drain();
+    /* Sessions are gone (their profiles are in the store): write what is queued. */
+    pgp_slowlog_destroy(slowlog, SLOWLOG_FLUSH_TIMEOUT_MS);
+    pgp_observer_attach(obs, NULL, NULL, NULL);
+    pgp_profile_store_destroy(store);
+    pgp_registry_destroy(registry);
     pgp_observer_destroy(obs);
     pgp_config_free(&cfg);
     return code;

@@ -11,6 +11,7 @@
  */
 #include "pgproxy/observe.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,9 +23,15 @@
 #include "pgproxy/render.h"
 
 #define PGP_OBSERVE_DIGEST_SQL_BYTES 4096u
+#define MEMO_KIND_MASK 0xffu
+#define MEMO_SET_LOCAL 0x100u
 
 struct pgp_observer {
     pgp_digest_table_t *digests;
+    pgp_profile_store_t *store;      /* borrowed, may be NULL */
+    pgp_slowlog_t *slowlog;          /* borrowed, may be NULL */
+    pgp_registry_t *registry;        /* borrowed, may be NULL */
+    _Atomic uint64_t slow_ns;
     size_t max_sql_bytes;
     pgp_observe_conn_stats_t conn;
     _Atomic uint64_t queries_total;
@@ -39,6 +46,7 @@ pgp_observer_t *pgp_observer_create(size_t max_sql_bytes, size_t max_entries)
     if (o == NULL)
         return NULL;
     o->max_sql_bytes = max_sql_bytes;
+    atomic_init(&o->slow_ns, UINT64_MAX);
     /* Digest texts are for reading, not replay: a few KiB each keeps the
      * table's bound near 30 MB at 5000 entries. */
     o->digests = pgp_digest_create(max_entries, max_sql_bytes < PGP_OBSERVE_DIGEST_SQL_BYTES
@@ -64,6 +72,39 @@ pgp_observe_conn_stats_t *pgp_observer_conn_stats(pgp_observer_t *o)
     return &o->conn;
 }
 
+void pgp_observer_attach(pgp_observer_t *o, pgp_profile_store_t *store, pgp_slowlog_t *slowlog,
+                         pgp_registry_t *registry)
+{
+    o->store = store;
+    o->slowlog = slowlog;
+    o->registry = registry;
+}
+
+pgp_profile_store_t *pgp_observer_store(pgp_observer_t *o) { return o->store; }
+pgp_slowlog_t *pgp_observer_slowlog(pgp_observer_t *o) { return o->slowlog; }
+pgp_registry_t *pgp_observer_registry(pgp_observer_t *o) { return o->registry; }
+
+void pgp_observer_set_slow_threshold_ns(pgp_observer_t *o, uint64_t ns)
+{
+    atomic_store_explicit(&o->slow_ns, ns, memory_order_relaxed);
+}
+
+uint64_t pgp_observer_queries_total(pgp_observer_t *o)
+{
+    return atomic_load_explicit(&o->queries_total, memory_order_relaxed);
+}
+
+void pgp_observer_profile_finished(pgp_observer_t *o, pgp_conn_entry_t *conn, pgp_profile_t *p)
+{
+    if (conn != NULL) {
+        pgp_registry_conn_add(&conn->requests, 1);
+        pgp_registry_conn_add(&conn->n_plus_one, pgp_profile_finding_count(p));
+    }
+    if (o->store != NULL)
+        pgp_profile_store_push(o->store, p);
+    pgp_profile_unref(p);
+}
+
 void pgp_observer_count_dropped(pgp_observer_t *o, uint64_t n)
 {
     atomic_fetch_add_explicit(&o->observations_dropped_total, n, memory_order_relaxed);
@@ -77,12 +118,25 @@ static void memo_fill(pgp_observer_t *o, const pgp_track_event_t *ev)
     char *out = malloc(cap);
     pgp_norm_result_t res;
     pgp_norm_opts_t opts;
+    pgp_norm_tags_t tags;
     memset(&opts, 0, sizeof(opts));
     /* With it off, the server reads backslash escapes in '...' too. */
     opts.standard_conforming_strings = ev->standard_strings;
-    pgp_normalize(ev->sql, ev->sql_len, &opts, out, out ? cap : 0, NULL, &res);
+    tags.count = 0;
+    pgp_normalize(ev->sql, ev->sql_len, &opts, out, out ? cap : 0, &tags, &res);
     m->fingerprint = res.fingerprint;
     m->values_hash = res.values_hash;
+    m->flags = (uint32_t)res.kind | (res.set_local ? MEMO_SET_LOCAL : 0u);
+    m->name_off = (uint32_t)res.name_off;
+    m->name_len = (uint32_t)res.name_len;
+    /* Tags are rare and needed per event: keep a copy only when there are some. */
+    if (tags.count > 0) {
+        size_t used = offsetof(pgp_norm_tags_t, buf) + tags.buf_used;
+        pgp_norm_tags_t *keep = malloc(sizeof(*keep));
+        if (keep != NULL)
+            memcpy(keep, &tags, used);
+        m->consumer_data = keep;
+    }
     m->normalized = out;
     m->normalized_len = out ? (uint32_t)(res.out_len < o->max_sql_bytes ? res.out_len
                                                                           : o->max_sql_bytes)
@@ -117,6 +171,68 @@ void pgp_observer_record(pgp_observer_t *o, const pgp_observe_ctx_t *ctx,
         .now_wall_ns = pgp_clock_to_wall_ns((pgp_ticks_t){ ev->end_ticks }),
     };
     pgp_digest_record(o->digests, &de);
+    if (ctx->conn != NULL) {
+        pgp_registry_conn_add(&ctx->conn->queries, 1);
+        if (error)
+            pgp_registry_conn_add(&ctx->conn->errors, 1);
+    }
+    /* Bind values and the literals in the text both tell executions apart. */
+    uint64_t values = m->values_hash ^ (ev->params_hash * 0x9e3779b97f4a7c15ull);
+    uint64_t start_ns = pgp_clock_to_ns((pgp_ticks_t){ ev->start_ticks });
+    uint64_t start_wall_ns = pgp_clock_to_wall_ns((pgp_ticks_t){ ev->start_ticks });
+    if (ctx->profiler != NULL) {
+        pgp_profile_stmt_t st = {
+            .start_ns = start_ns,
+            .end_ns = start_ns + ns,
+            .start_wall_ns = start_wall_ns,
+            .sql = ev->sql,
+            .sql_len = ev->sql_len,
+            .sql_truncated = ev->sql_truncated,
+            .normalized = de.normalized,
+            .normalized_len = de.normalized_len,
+            .fingerprint = m->fingerprint,
+            .values_hash = values,
+            .kind = (pgp_norm_kind_t)(m->flags & MEMO_KIND_MASK),
+            .set_local = (m->flags & MEMO_SET_LOCAL) != 0,
+            .name = m->name_len && m->name_off + m->name_len <= ev->sql_len
+                        ? ev->sql + m->name_off : NULL,
+            .name_len = m->name_off + m->name_len <= ev->sql_len ? m->name_len : 0,
+            .tags = m->consumer_data,
+            .params_summary = ev->params_summary,
+            .params_summary_len = ev->params_summary_len,
+            .rows = ev->rows,
+            .sqlstate = ev->sqlstate,
+            .pipelined = ev->pipelined,
+            .application_name = ctx->application_name ? ctx->application_name : "",
+        };
+        pgp_profiler_record(ctx->profiler, &st);
+    }
+    if (ns >= atomic_load_explicit(&o->slow_ns, memory_order_relaxed) && o->slowlog != NULL) {
+        char fp[17];
+        pgp_fingerprint_format(m->fingerprint, fp);
+        pgp_slow_record_t rec = {
+            .sql_text = ev->sql,
+            .sql_len = ev->sql_len,
+            .sql_truncated = ev->sql_truncated,
+            .duration_ms = (double)ns / 1e6,
+            .params_summary = ev->params_summary,
+            .params_summary_len = ev->params_summary_len,
+            .wall_ns = start_wall_ns,
+            .fingerprint = m->fingerprint,
+            .normalized_sql = de.normalized,
+            .normalized_len = de.normalized_len,
+            .database_name = ctx->database,
+            .user_name = ctx->user,
+            .application_name = ctx->application_name,
+            .client_addr = ctx->client_addr,
+            .session_id = ctx->session_id,
+            .request_id = ctx->profiler ? pgp_profiler_current_request_id(ctx->profiler) : NULL,
+            .request_label = ctx->profiler ? pgp_profiler_current_label(ctx->profiler) : NULL,
+            .rows = (int64_t)ev->rows,
+            .sqlstate = ev->sqlstate,
+        };
+        (void)pgp_slowlog_submit(o->slowlog, &rec);
+    }
 }
 
 /* ---- rendering (admin thread) ------------------------------------------- */
@@ -159,6 +275,29 @@ int pgp_observer_render_metrics(pgp_observer_t *o, pgp_render_t *r)
     metric(r, "pgproxy_observations_dropped_total", "counter",
            "Observations given up to keep memory bounded (traffic is never dropped).",
            load(&o->observations_dropped_total));
+    pgp_profile_store_stats_t ps;
+    memset(&ps, 0, sizeof(ps));
+    if (o->store != NULL)
+        pgp_profile_store_stats(o->store, &ps);
+    metric(r, "pgproxy_requests_total", "counter", "Request profiles finished.",
+           ps.requests_total);
+    metric(r, "pgproxy_n_plus_one_total", "counter",
+           "N+1, duplicate-query and batchable-write findings in finished requests.",
+           ps.findings_total);
+    pgp_slowlog_stats_t ss;
+    memset(&ss, 0, sizeof(ss));
+    if (o->slowlog != NULL)
+        pgp_slowlog_get_stats(o->slowlog, &ss);
+    metric(r, "pgproxy_slow_queries_total", "counter",
+           "Statements at or over profiling.slow_query_threshold_ms.", ss.submitted_total);
+    metric(r, "pgproxy_slow_log_queue_depth", "gauge",
+           "Slow-query records waiting for the sink.", ss.queue_depth);
+    metric(r, "pgproxy_slow_log_written_total", "counter",
+           "Slow-query records committed by the sink.", ss.written_total);
+    metric(r, "pgproxy_slow_log_dropped_total", "counter",
+           "Slow-query records dropped (queue full or given up).", ss.dropped_total);
+    metric(r, "pgproxy_slow_log_sink_up", "gauge",
+           "1 when the slow-query sink's last attempt succeeded.", ss.sink_up ? 1 : 0);
 
     pgp_histogram_prom_view_t v;
     memset(&v, 0, sizeof(v));
@@ -186,38 +325,16 @@ static void json_ms(pgp_render_t *r, const char *key, double ns)
 
 static void json_time(pgp_render_t *r, const char *key, uint64_t wall_ns)
 {
-    char buf[40];
-    time_t sec = (time_t)(wall_ns / 1000000000u);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    size_t n = strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    unsigned ms = (unsigned)(wall_ns / 1000000u % 1000u);
-    buf[n++] = '.';
-    buf[n++] = (char)('0' + ms / 100);
-    buf[n++] = (char)('0' + ms / 10 % 10);
-    buf[n++] = (char)('0' + ms % 10);
-    buf[n++] = 'Z';
-    buf[n] = '\0';
     pgp_render_json_key(r, key);
-    pgp_render_json_cstr(r, buf);
+    pgp_render_json_time(r, wall_ns);
 }
 
-int pgp_observer_render_queries(pgp_observer_t *o, const char *order, size_t limit,
-                                pgp_render_t *r)
+/* The digest entries of snap as a JSON array. */
+static void render_digest_array(const pgp_digest_snapshot_t *snap, pgp_render_t *r)
 {
-    pgp_digest_order_t ord = PGP_DIGEST_ORDER_TOTAL;
-    if (strcmp(order, "mean") == 0)
-        ord = PGP_DIGEST_ORDER_MEAN;
-    else if (strcmp(order, "calls") == 0)
-        ord = PGP_DIGEST_ORDER_CALLS;
-    pgp_digest_snapshot_t snap;
-    if (pgp_digest_snapshot(o->digests, ord, limit, &snap) < 0)
-        return -1;
-    pgp_render_json_begin_object(r);
-    pgp_render_json_key(r, "queries");
     pgp_render_json_begin_array(r);
-    for (size_t i = 0; i < snap.count; i++) {
-        const pgp_digest_entry_t *e = &snap.entries[i];
+    for (size_t i = 0; i < snap->count; i++) {
+        const pgp_digest_entry_t *e = &snap->entries[i];
         char fp[17];
         pgp_fingerprint_format(e->fingerprint, fp);
         pgp_render_json_begin_object(r);
@@ -252,11 +369,71 @@ int pgp_observer_render_queries(pgp_observer_t *o, const char *order, size_t lim
         pgp_render_json_end_object(r);
     }
     pgp_render_json_end_array(r);
+}
+
+static pgp_digest_order_t digest_order(const char *order)
+{
+    if (strcmp(order, "mean") == 0)
+        return PGP_DIGEST_ORDER_MEAN;
+    if (strcmp(order, "calls") == 0)
+        return PGP_DIGEST_ORDER_CALLS;
+    return PGP_DIGEST_ORDER_TOTAL;
+}
+
+int pgp_observer_render_queries(pgp_observer_t *o, const char *order, size_t limit,
+                                pgp_render_t *r)
+{
+    pgp_digest_snapshot_t snap;
+    if (pgp_digest_snapshot(o->digests, digest_order(order), limit, &snap) < 0)
+        return -1;
+    pgp_render_json_begin_object(r);
+    pgp_render_json_key(r, "queries");
+    render_digest_array(&snap, r);
     pgp_render_json_key(r, "entries");
     pgp_render_json_uint(r, snap.totals.entries);
     pgp_render_json_key(r, "evictions");
     pgp_render_json_uint(r, snap.totals.evictions);
     pgp_render_json_end_object(r);
     pgp_digest_snapshot_free(&snap);
+    return pgp_render_error(r) ? -1 : 0;
+}
+
+int pgp_observer_render_top(pgp_observer_t *o, const char *order, size_t limit, pgp_render_t *r)
+{
+    pgp_digest_snapshot_t snap;
+    if (pgp_digest_snapshot(o->digests, digest_order(order), limit, &snap) < 0)
+        return -1;
+    render_digest_array(&snap, r);
+    pgp_digest_snapshot_free(&snap);
+    return pgp_render_error(r) ? -1 : 0;
+}
+
+int pgp_observer_render_histogram(pgp_observer_t *o, pgp_render_t *r)
+{
+    pgp_histogram_prom_view_t v;
+    memset(&v, 0, sizeof(v));
+    pgp_histogram_prom_accumulate(&o->duration, &v);
+    pgp_render_json_begin_object(r);
+    pgp_render_json_key(r, "buckets");
+    pgp_render_json_begin_array(r);
+    for (size_t i = 0; i < PGP_HISTOGRAM_PROM_BUCKETS - 1; i++) {
+        pgp_render_json_begin_object(r);
+        pgp_render_json_key(r, "le_ms");
+        pgp_render_json_double(r, (double)pgp_histogram_prom_bounds_ns[i] / 1e6, 3);
+        pgp_render_json_key(r, "count");
+        pgp_render_json_uint(r, v.cumulative[i]);
+        pgp_render_json_end_object(r);
+    }
+    pgp_render_json_begin_object(r);
+    pgp_render_json_key(r, "le_ms");
+    pgp_render_json_null(r);
+    pgp_render_json_key(r, "count");
+    pgp_render_json_uint(r, v.count);
+    pgp_render_json_end_object(r);
+    pgp_render_json_end_array(r);
+    pgp_render_json_key(r, "count");
+    pgp_render_json_uint(r, v.count);
+    json_ms(r, "sum_ms", (double)v.sum_ns);
+    pgp_render_json_end_object(r);
     return pgp_render_error(r) ? -1 : 0;
 }

@@ -210,8 +210,9 @@ static size_t put_field(uint8_t *out, size_t pos, size_t cap, char tag, const ch
     return pos;
 }
 
-size_t pgp_proto_error_response(uint8_t *out, size_t cap, const char *severity,
-                                const char *sqlstate, const char *message)
+/* ErrorResponse and NoticeResponse share their layout. */
+static size_t fields_message(uint8_t type, uint8_t *out, size_t cap, const char *severity,
+                             const char *sqlstate, const char *message)
 {
     /* type + length + S,V,C fields + M tag/NUL + final NUL */
     size_t fixed = 5 + 2 * (2 + strnlen(severity, 16)) + 2 + strnlen(sqlstate, 5) + 2 + 1;
@@ -223,9 +224,21 @@ size_t pgp_proto_error_response(uint8_t *out, size_t cap, const char *severity,
     pos = put_field(out, pos, cap, 'C', sqlstate, 5);
     pos = put_field(out, pos, cap, 'M', message, cap - fixed);
     out[pos++] = 0;
-    out[0] = PGP_BE_ERROR_RESPONSE;
+    out[0] = type;
     pgp_put_be32(out + 1, (uint32_t)(pos - 1));
     return pos;
+}
+
+size_t pgp_proto_error_response(uint8_t *out, size_t cap, const char *severity,
+                                const char *sqlstate, const char *message)
+{
+    return fields_message(PGP_BE_ERROR_RESPONSE, out, cap, severity, sqlstate, message);
+}
+
+size_t pgp_proto_notice_response(uint8_t *out, size_t cap, const char *severity,
+                                 const char *sqlstate, const char *message)
+{
+    return fields_message(PGP_BE_NOTICE_RESPONSE, out, cap, severity, sqlstate, message);
 }
 
 size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const uint8_t *key,

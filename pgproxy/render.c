@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RENDER_MIN_ALLOC 256
 
@@ -655,4 +656,28 @@ void pgp_render_prom_histogram(pgp_render_t *r, const char *name,
     pgp_render_char(r, ' ');
     pgp_render_uint(r, count);
     pgp_render_char(r, '\n');
+}
+
+size_t pgp_render_format_time(uint64_t wall_ns, char *buf)
+{
+    time_t sec = (time_t)(wall_ns / 1000000000u);
+    struct tm tm;
+    if (gmtime_r(&sec, &tm) == NULL)
+        memset(&tm, 0, sizeof(tm));
+    size_t n = strftime(buf, PGP_RENDER_TIME_BYTES - 5, "%Y-%m-%dT%H:%M:%S", &tm);
+    unsigned ms = (unsigned)(wall_ns / 1000000u % 1000u);
+    buf[n++] = '.';
+    buf[n++] = (char)('0' + ms / 100);
+    buf[n++] = (char)('0' + ms / 10 % 10);
+    buf[n++] = (char)('0' + ms % 10);
+    buf[n++] = 'Z';
+    buf[n] = '\0';
+    return n;
+}
+
+void pgp_render_json_time(pgp_render_t *r, uint64_t wall_ns)
+{
+    char buf[PGP_RENDER_TIME_BYTES];
+    size_t n = pgp_render_format_time(wall_ns, buf);
+    pgp_render_json_string(r, buf, n);
 }

@@ -17,7 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pgproxy/clock.h"
 #include "pgproxy/log.h"
+#include "pgproxy/session.h"
 
 static void server_finish(pgp_server_t *srv)
 {
@@ -26,6 +28,7 @@ static void server_finish(pgp_server_t *srv)
         uv_close((uv_handle_t *)&srv->sig_int, NULL);
         uv_close((uv_handle_t *)&srv->sig_hup, NULL);
         uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+        uv_close((uv_handle_t *)&srv->sweep_timer, NULL);
     }
 }
 
@@ -127,6 +130,7 @@ static void on_signal(uv_signal_t *h, int signum)
         pgp_log(PGP_LOG_INFO, "reload requested", NULL);
         if (srv->reload)
             srv->reload(srv->reload_ud);
+        srv->reconfigured = true;
         break;
     default:
         break;
@@ -179,6 +183,35 @@ static int listen_unix(pgp_server_t *srv, const pgp_endpoint_t *ep)
     return uv_listen(&srv->listener.stream, 511, on_listener_connection);
 }
 
+/*
+ * Every few milliseconds: let each session close a request profile that
+ * went idle (an inferred request has no other end), and hand out reloaded
+ * profiler settings.  O(sessions) per tick, a few ns each when idle.
+ */
+static void on_sweep_timer(uv_timer_t *t)
+{
+    pgp_server_t *srv = t->data;
+    pgp_profile_config_t pc, *reloaded = NULL;
+    if (srv->reconfigured) {
+        srv->reconfigured = false;
+        pgp_session_profile_config(srv->cfg, &pc);
+        reloaded = &pc;
+    }
+    uint64_t now_ns = pgp_clock_to_ns(pgp_clock_now());
+    for (pgp_session_t *s = srv->sessions; s != NULL;) {
+        pgp_session_t *next = pgp_session_next(s);
+        pgp_session_tick(s, now_ns, reloaded);
+        s = next;
+    }
+}
+
+/* Sweep often enough that a request closes within ~1/4 gap of going idle. */
+static uint64_t sweep_interval_ms(const pgp_config_t *cfg)
+{
+    uint64_t ms = (uint64_t)cfg->profiling.request_gap_ms / 4;
+    return ms < 10 ? 10 : ms > 500 ? 500 : ms;
+}
+
 int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg,
                      pgp_observer_t *observer, pgp_server_reload_fn reload, void *ud)
 {
@@ -208,8 +241,15 @@ int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg
     uv_signal_init(loop, &srv->sig_int);
     uv_signal_init(loop, &srv->sig_hup);
     uv_timer_init(loop, &srv->drain_timer);
+    uv_timer_init(loop, &srv->sweep_timer);
     srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
     srv->drain_timer.data = srv;
+    srv->sweep_timer.data = srv;
+    if (cfg->profiling.enabled) {
+        uint64_t ms = sweep_interval_ms(cfg);
+        uv_timer_start(&srv->sweep_timer, on_sweep_timer, ms, ms);
+    }
+    uv_unref((uv_handle_t *)&srv->sweep_timer);
     uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
     uv_signal_start(&srv->sig_int, on_signal, SIGINT);
     uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);

@@ -25,10 +25,15 @@
 #include "pgproxy/dial.h"
 #include "pgproxy/log.h"
 #include "pgproxy/observe.h"
+#include "pgproxy/profile.h"
 #include "pgproxy/proto.h"
+#include "pgproxy/registry.h"
 #include "pgproxy/server.h"
 #include "pgproxy/track.h"
 
+/* A request profile keeps this many statements and bytes of SQL text (then counts drops). */
+#define PGP_SESSION_PROFILE_MAX_EVENTS 1000u
+#define PGP_SESSION_PROFILE_TEXT_BYTES (64u * 1024u)
 /* How long a client may take to send its startup packet (PostgreSQL's authentication_timeout). */
 #define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
 /* How long closing may wait for queued bytes to drain before the handles are cut. */
@@ -84,6 +89,10 @@ struct pgp_session {
     pgp_framer_t c2s;
     pgp_framer_t s2c;
     pgp_track_t *track;       /* statement tracking; NULL when profiling is off */
+    pgp_profiler_t *profiler; /* request profiles; NULL when profiling is off */
+    pgp_conn_entry_t *conn;   /* this session in /debug/connections, or NULL */
+    uint8_t *notice;          /* a NoticeResponse waiting for a message boundary, or NULL */
+    size_t notice_len;
     uv_timer_t timer;
     pgp_dial_t dial;
     startup_state_t startup;
@@ -142,6 +151,15 @@ static void session_free(pgp_session_t *s)
     pgp_observe_add(&cs->client_connections, (uint64_t)-1);
     if (s->server_counted)
         pgp_observe_add(&cs->server_connections, (uint64_t)-1);
+    /* Finishes the open request, if any (the client is gone: no notice). */
+    pgp_profiler_destroy(s->profiler);
+    s->profiler = NULL;
+    free(s->notice);
+    s->notice = NULL;
+    pgp_registry_t *reg = pgp_observer_registry(srv->observer);
+    if (reg != NULL)
+        pgp_registry_remove(reg, s->conn);
+    s->conn = NULL;
     if (s->track != NULL) {
         pgp_track_stats_t ts;
         pgp_track_get_stats(s->track, &ts);
@@ -247,6 +265,60 @@ static void session_close_idle(pgp_session_t *s)
 
 /* ---- protocol observation ---------------------------------------------- */
 
+/* A ReadyForQuery went by: the session's state for the admin surfaces, the profiler's txn end. */
+static void session_note_ready(pgp_session_t *s)
+{
+    if (s->conn != NULL && s->be.pending == 0) {
+        pgp_conn_state_t st = s->be.txn_status == 'T'   ? PGP_CONN_IDLE_IN_TXN
+                              : s->be.txn_status == 'E' ? PGP_CONN_IDLE_IN_FAILED_TXN
+                                                        : PGP_CONN_IDLE;
+        pgp_registry_conn_state(s->conn, st);
+    }
+    if (s->profiler != NULL)
+        pgp_profiler_note_ready(s->profiler, (char)s->be.txn_status,
+                                pgp_clock_to_ns(pgp_clock_now()));
+}
+
+/* Send the pending notice if the client's stream is between two messages. */
+static void session_flush_notice(pgp_session_t *s)
+{
+    if (s->notice == NULL || s->state != PGP_SESSION_RELAY ||
+        !pgp_framer_at_boundary(&s->s2c))
+        return;
+    /* A failed write shows up as a read or write error on the client soon enough. */
+    best_effort(pgp_peer_send_copy(&s->client, s->notice, s->notice_len));
+    free(s->notice);
+    s->notice = NULL;
+}
+
+/* profiling.notify_client: "WARNING 01000 pgproxy: N+1 ..." for the request just finished. */
+static void session_queue_notice(pgp_session_t *s, const pgp_profile_t *p)
+{
+    char text[768];
+    if (s->notice != NULL || s->state != PGP_SESSION_RELAY ||
+        !pgp_profile_notice_text(p, text, sizeof(text)))
+        return;
+    size_t cap = sizeof(text) + 64;
+    uint8_t *buf = malloc(cap);
+    if (buf == NULL)
+        return;
+    size_t n = pgp_proto_notice_response(buf, cap, "WARNING", "01000", text);
+    if (n == 0) {
+        free(buf);
+        return;
+    }
+    s->notice = buf;
+    s->notice_len = n;
+}
+
+static void on_profile_finished(void *ud, pgp_profile_t *p)
+{
+    pgp_session_t *s = ud;
+    if (s->srv->cfg->profiling.notify_client && pgp_profile_finding_count(p) > 0)
+        session_queue_notice(s, p);
+    pgp_observer_profile_finished(s->srv->observer, s->conn, p);
+}
+
 static void on_c2s_begin(void *ud, uint8_t type, uint32_t len)
 {
     pgp_session_t *s = ud;
@@ -257,6 +329,8 @@ static void on_c2s_begin(void *ud, uint8_t type, uint32_t len)
     case PGP_FE_SYNC:
     case PGP_FE_FUNCTION_CALL:
         s->be.pending++;
+        if (s->conn != NULL)
+            pgp_registry_conn_state(s->conn, PGP_CONN_ACTIVE);
         break;
     case PGP_FE_TERMINATE:
         s->client_terminated = true;
@@ -304,6 +378,7 @@ static void on_s2c_end(void *ud, uint8_t type)
         s->be.txn_status = s->be.capture_len >= 1 ? s->be.capture[0] : 0;
         if (s->be.pending > 0)
             s->be.pending--;
+        session_note_ready(s);
     } else if (type == PGP_BE_BACKEND_KEY_DATA) {
         uint32_t key_len = s->be.capture_len >= 8 ? s->be.capture_len - 4 : 0;
         if (key_len >= 4 && key_len <= PGP_PROTO_CANCEL_KEY_MAX_BYTES) {
@@ -341,8 +416,25 @@ static void on_track_event(void *ud, const pgp_track_event_t *ev)
         .user = s->info.user,
         .application_name = app[0] ? app : s->info.application_name,
         .client_addr = s->info.client_addr,
+        .profiler = s->profiler,
+        .conn = s->conn,
     };
+    if (s->conn != NULL && app[0])
+        pgp_registry_set_application_name(pgp_observer_registry(s->srv->observer), s->conn,
+                                          app);
     pgp_observer_record(s->srv->observer, &ctx, ev);
+}
+
+/* The session's profiler, configured from the (reloadable) profiling.* keys. */
+static void session_start_profiling(pgp_session_t *s)
+{
+    pgp_profile_config_t pc;
+    pgp_session_profile_config(s->srv->cfg, &pc);
+    pgp_track_set_params(s->track, (pgp_track_params_t)pc.params);
+    s->profiler = pgp_profiler_create(&pc, s->id, s->info.database, s->info.user,
+                                      s->info.client_addr, on_profile_finished, s);
+    if (s->profiler == NULL)
+        pgp_observer_count_dropped(s->srv->observer, 1);
 }
 
 /* ---- relay ------------------------------------------------------------- */
@@ -401,6 +493,8 @@ static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
         session_close(s, "client write failed");
         return;
     }
+    if (s->notice != NULL)
+        session_flush_notice(s);
     if (s->draining && session_idle(s))
         session_close_idle(s);
 }
@@ -475,7 +569,14 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
                                     on_track_event, s);
         if (s->track == NULL)
             pgp_observer_count_dropped(s->srv->observer, 1);
+        else
+            session_start_profiling(s);
     }
+    pgp_registry_t *reg = pgp_observer_registry(s->srv->observer);
+    if (reg != NULL)
+        s->conn = pgp_registry_add(reg, s->id, s->info.user, s->info.database,
+                                   s->info.client_addr, s->info.application_name,
+                                   pgp_clock_to_wall_ns(pgp_clock_now()));
     s->server.dst = &s->client;
     s->client.dst = &s->server;
     pgp_framer_init(&s->c2s, (uint32_t)s->srv->cfg->proxy.max_message_bytes);
@@ -765,6 +866,41 @@ void pgp_session_kill(pgp_session_t *s, const char *reason)
     session_close(s, reason);
     pgp_peer_close(&s->client);
     pgp_peer_close(&s->server);
+}
+
+void pgp_session_profile_config(const pgp_config_t *cfg, pgp_profile_config_t *out)
+{
+    static uint64_t ignore[64];   /* loop thread only; copied by the profiler */
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->profiling.n_plus_one_ignore.count && n < 64; i++)
+        if (pgp_config_parse_fingerprint(cfg->profiling.n_plus_one_ignore.items[i],
+                                         &ignore[n]) == 0)
+            n++;
+    memset(out, 0, sizeof(*out));
+    out->request_gap_ns = (uint64_t)cfg->profiling.request_gap_ms * 1000000u;
+    out->n_plus_one_threshold = (uint32_t)cfg->profiling.n_plus_one_threshold;
+    out->max_events = PGP_SESSION_PROFILE_MAX_EVENTS;
+    out->max_text_bytes = PGP_SESSION_PROFILE_TEXT_BYTES;
+    out->params = strcmp(cfg->profiling.params, "values") == 0  ? PGP_PARAMS_VALUES
+                  : strcmp(cfg->profiling.params, "types") == 0 ? PGP_PARAMS_TYPES
+                                                                : PGP_PARAMS_OFF;
+    out->ignore_fingerprints = ignore;
+    out->ignore_count = n;
+}
+
+void pgp_session_tick(pgp_session_t *s, uint64_t now_ns, const pgp_profile_config_t *reloaded)
+{
+    if (s->profiler == NULL || s->state != PGP_SESSION_RELAY)
+        return;
+    if (reloaded != NULL) {
+        pgp_profiler_set_config(s->profiler, reloaded);
+        pgp_track_set_params(s->track, (pgp_track_params_t)reloaded->params);
+    }
+    if (pgp_profiler_has_open(s->profiler)) {
+        pgp_profiler_tick(s->profiler, now_ns);
+        if (s->notice != NULL)
+            session_flush_notice(s);
+    }
 }
 
 pgp_session_t *pgp_session_next(const pgp_session_t *s)

@@ -61,6 +61,13 @@ typedef struct pgp_admin_queries_args {
  * `out` (borrowed) is empty on entry; its cap is PGP_ADMIN_MAX_BODY_BYTES
  * and its sticky error is checked after the call (500 when set).
  */
+/* What a route provider answers (content_type: a static string). */
+typedef struct pgp_admin_response {
+    unsigned status;            /* 200 on entry */
+    const char *content_type;   /* JSON on entry */
+    pgp_render_t *body;         /* borrowed, empty on entry */
+} pgp_admin_response_t;
+
 typedef struct pgp_admin_providers {
     void *ud;   /* passed back to every callback */
     /* GET /metrics: the whole Prometheus text exposition (pgp_render_prom_*). */
@@ -73,7 +80,18 @@ typedef struct pgp_admin_providers {
      * why[0..cap), NUL-terminated), negative on failure.  NULL = always ready.
      */
     int (*ready)(void *ud, char *why, size_t cap);
+    /*
+     * Every other path, any method (HEAD is passed as GET): returns 1 when
+     * the path is the provider's (resp filled: status, content type, body),
+     * 0 for a 404, negative for a 500.  NULL = 404 for all.
+     */
+    int (*route)(void *ud, const pgp_admin_request_t *req, pgp_admin_response_t *resp);
 } pgp_admin_providers_t;
+
+#define PGP_ADMIN_CT_JSON "application/json; charset=utf-8"
+#define PGP_ADMIN_CT_TEXT "text/plain; charset=utf-8"
+#define PGP_ADMIN_CT_HTML "text/html; charset=utf-8"
+#define PGP_ADMIN_CT_SVG "image/svg+xml" 
 
 /*
  * Start the server on `listen` (borrowed; TCP host:port or [v6]:port; host

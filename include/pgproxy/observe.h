@@ -15,6 +15,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pgproxy/profile.h"
+#include "pgproxy/registry.h"
+#include "pgproxy/slowlog.h"
+#include "pgproxy/store.h"
 #include "pgproxy/track.h"
 
 /* Digest entries kept: (database, user, fingerprint) triples; least recently seen evicted. */
@@ -30,6 +34,8 @@ typedef struct pgp_observe_ctx {
     const char *user;
     const char *application_name;
     const char *client_addr;
+    pgp_profiler_t *profiler;   /* the session's request profiler, or NULL */
+    pgp_conn_entry_t *conn;     /* the session's registry entry, or NULL */
 } pgp_observe_ctx_t;
 
 /* Connection-level gauges and counters the relay keeps (atomics, any thread reads). */
@@ -64,6 +70,30 @@ static inline void pgp_observe_add(_Atomic uint64_t *c, uint64_t n)
 void pgp_observer_record(pgp_observer_t *o, const pgp_observe_ctx_t *ctx,
                          const pgp_track_event_t *ev);
 
+/*
+ * Where finished profiles, slow statements and live sessions go (all
+ * borrowed, may be NULL, must outlive the observer's use; call before the
+ * first record).  Main thread.
+ */
+void pgp_observer_attach(pgp_observer_t *o, pgp_profile_store_t *store, pgp_slowlog_t *slowlog,
+                         pgp_registry_t *registry);
+pgp_profile_store_t *pgp_observer_store(pgp_observer_t *o);
+pgp_slowlog_t *pgp_observer_slowlog(pgp_observer_t *o);
+pgp_registry_t *pgp_observer_registry(pgp_observer_t *o);
+
+/* profiling.slow_query_threshold_ms, in ns (SIGHUP may change it; any thread). */
+void pgp_observer_set_slow_threshold_ns(pgp_observer_t *o, uint64_t ns);
+
+/*
+ * A session's profiler finished a request: keep it in the store (which
+ * takes its own reference), count it for the session.  Takes ownership of
+ * the caller's reference.  Loop thread.
+ */
+void pgp_observer_profile_finished(pgp_observer_t *o, pgp_conn_entry_t *conn, pgp_profile_t *p);
+
+/* Statements observed since start (or the last reset). */
+uint64_t pgp_observer_queries_total(pgp_observer_t *o);
+
 /* Count an observation given up by a tracker (any thread). */
 void pgp_observer_count_dropped(pgp_observer_t *o, uint64_t n);
 
@@ -75,5 +105,13 @@ __attribute__((warn_unused_result)) int pgp_observer_render_queries(pgp_observer
                                                                     const char *order,
                                                                     size_t limit,
                                                                     pgp_render_t *out);
+
+/* The top `limit` digests as a bare JSON array (the dashboard's top_queries). */
+__attribute__((warn_unused_result)) int pgp_observer_render_top(pgp_observer_t *o,
+                                                                const char *order, size_t limit,
+                                                                pgp_render_t *out);
+/* {"buckets":[{"le_ms","count"(cumulative)},…,{"le_ms":null,"count"}],"count","sum_ms"}. */
+__attribute__((warn_unused_result)) int pgp_observer_render_histogram(pgp_observer_t *o,
+                                                                      pgp_render_t *out);
 
 #endif

@@ -172,6 +172,10 @@ PGP_MUST_CHECK int pgp_startup_parse(const uint8_t *pkt, size_t len, pgp_startup
 size_t pgp_proto_error_response(uint8_t *out, size_t cap, const char *severity,
                                 const char *sqlstate, const char *message);
 
+/* The same as a NoticeResponse (e.g. severity "WARNING", sqlstate "01000"). */
+size_t pgp_proto_notice_response(uint8_t *out, size_t cap, const char *severity,
+                                 const char *sqlstate, const char *message);
+
 /* Write a CancelRequest packet (key of 4..256 bytes).  Returns bytes written (12 + key_len) or 0. */
 size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const uint8_t *key,
                                 uint32_t key_len);

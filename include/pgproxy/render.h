@@ -127,6 +127,12 @@ void pgp_render_json_uint(pgp_render_t *r, uint64_t v);
 /* A number with `decimals` digits (see pgp_render_double_trim); NaN and infinities write null. */
 void pgp_render_json_double(pgp_render_t *r, double v, int decimals);
 void pgp_render_json_bool(pgp_render_t *r, bool v);
+/* A Unix-epoch nanosecond time as an ISO-8601 UTC string with milliseconds:
+ * "2026-11-26T10:00:00.123Z". */
+void pgp_render_json_time(pgp_render_t *r, uint64_t wall_ns);
+/* The same text into buf (at least PGP_RENDER_TIME_BYTES); returns its length. */
+#define PGP_RENDER_TIME_BYTES 32u
+size_t pgp_render_format_time(uint64_t wall_ns, char *buf);
 void pgp_render_json_null(pgp_render_t *r);
 
 /* The body of a JSON string (no quotes, no commas): the escaping of pgp_render_json_string. */

@@ -27,6 +27,8 @@ struct pgp_server {
     pgp_stream_t listener;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t drain_timer;
+    uv_timer_t sweep_timer;          /* closes idle request profiles (profiling only) */
+    bool reconfigured;               /* a reload happened: sessions pick it up at the next sweep */
     pgp_session_t *sessions;         /* all live sessions */
     uint32_t session_count;          /* all live sessions */
     uint32_t client_count;           /* sessions within the client limit */

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pgproxy/config.h"
+#include "pgproxy/profile.h"
 #include "pgproxy/relay.h"
 
 typedef struct pgp_server pgp_server_t;
@@ -35,6 +37,20 @@ void pgp_session_drain(pgp_session_t *s);
 
 /* Close now, whatever the state; `reason` is a static string for the log. */
 void pgp_session_kill(pgp_session_t *s, const char *reason);
+
+/*
+ * The profiler settings the profiling.* keys of cfg give (ignore list
+ * parsed; out->ignore_fingerprints points at static storage valid until
+ * the next call).  Loop thread.
+ */
+void pgp_session_profile_config(const pgp_config_t *cfg, pgp_profile_config_t *out);
+
+/*
+ * Periodic work (the server's sweep timer): close a request profile idle
+ * for profiling.request_gap_ms (sending a pending notice), and, when
+ * `reloaded` is not NULL, apply new profiler settings.  Loop thread.
+ */
+void pgp_session_tick(pgp_session_t *s, uint64_t now_ns, const pgp_profile_config_t *reloaded);
 
 /* The next session in the server's list (NULL at the end). */
 pgp_session_t *pgp_session_next(const pgp_session_t *s);

@@ -622,6 +622,10 @@ class Proxy:
             # Never the default admin port: proxies of one run (or of two
             # runs on one machine) must not collide.
             env["PGPROXY_ADMIN_LISTEN"] = "127.0.0.1:%d" % self.admin_port
+        if "slow_log" in config_sections(self.binary):
+            # The default sqlite slow log is a file in the working directory:
+            # keep each proxy's in its own temporary directory.
+            env["PGPROXY_SLOW_LOG_SQLITE_PATH"] = os.path.join(self.tmpdir, "pgproxy.db")
         if self.sanitized:
             # Keep ASan's quarantine small so memory-bound tests measure the
             # proxy, not freed chunks parked by the sanitizer.
