@@ -376,6 +376,7 @@ static void *writer_main(void *arg)
     writer_state_t state;   /* ~8 KB: the batch array */
     writer_state_t *w = &state;
     memset(w, 0, sizeof(*w));
+    int shown_up = -1;   /* the sink state last logged: -1 none yet, so a sink down at start is logged */
     w->backoff_ms = log->retry_initial_ms;
     w->last_prune_ns = mono_ns() - log->prune_interval_ms * NS_PER_MS;
 
@@ -457,10 +458,9 @@ static void *writer_main(void *arg)
         }
 
         size_t npop = 0;
-        bool was_up, now_up;
+        bool now_up;
         char errcopy[PGP_SINK_ERROR_BYTES];
         pthread_mutex_lock(&log->mu);
-        was_up = log->sink_up;
         if (rc == 0) {
             npop = n;
             log->written += n;
@@ -504,8 +504,10 @@ static void *writer_main(void *arg)
 
         if (rc != 0 && rc != PGP_SINK_EDATA)
             sink->ops->close(sink);   /* reconnect (and ensure_table again) next time */
-        if (was_up != now_up)
+        if (shown_up != (int)now_up) {
             log_transition(now_up, log, errcopy);
+            shown_up = (int)now_up;
+        }
         for (size_t i = 0; i < npop; i++)
             record_release(w->batch[i]);
     }
