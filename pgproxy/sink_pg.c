@@ -225,6 +225,13 @@ static int add_missing_columns(pg_sink_t *s)
     return exec_ddl(s, add_columns_sql, "postgres add columns");
 }
 
+/* The server's NOTICEs ("relation already exists, skipping") are expected: not for stderr. */
+static void on_pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 static int pg_open(pgp_sink_t *base)
 {
     pg_sink_t *s = (pg_sink_t *)base;
@@ -242,6 +249,7 @@ static int pg_open(pgp_sink_t *base)
         pg_close(base);
         return PGP_SINK_EDOWN;
     }
+    PQsetNoticeProcessor(s->conn, on_pg_notice, NULL);
     int rc = exec_ddl(s, create_table_sql, "postgres create table");
     if (rc == 0)
         rc = exec_ddl(s, create_ts_index_sql, "postgres create index");

@@ -504,7 +504,10 @@ static void *writer_main(void *arg)
 
         if (rc != 0 && rc != PGP_SINK_EDATA)
             sink->ops->close(sink);   /* reconnect (and ensure_table again) next time */
-        if (shown_up != (int)now_up) {
+        if (npop == 1 && rc == PGP_SINK_EDATA)
+            pgp_log(PGP_LOG_WARN, "slow log record rejected by the sink, dropped", "sink",
+                    sink->ops->name, "error", errcopy, NULL);
+        else if (rc != PGP_SINK_EDATA && shown_up != (int)now_up) {
             log_transition(now_up, log, errcopy);
             shown_up = (int)now_up;
         }
