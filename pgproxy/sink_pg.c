@@ -5,8 +5,9 @@
  * Owns one PGconn, used only by the slow-log writer thread (libpq's
  * blocking calls are fine there, never on a loop).  The DSN may be a URL
  * or key=value conninfo (PQconnectdbParams with expand_dbname);
- * application_name is forced to 'pgproxy-slowlog', connect_timeout
- * defaults to 5 s unless the DSN sets it.  ensure_table runs DESIGN §5's
+ * application_name is forced to 'pgproxy-slowlog'; unless the DSN sets
+ * them, connect_timeout is 5 s, TCP keepalives and tcp_user_timeout (30 s)
+ * detect a dead server and statement_timeout is 30 s (options).  ensure_table runs DESIGN §5's
  * statements verbatim, retrying a CREATE once when a concurrent sidecar
  * won the race (23505 unique_violation / 42P07 duplicate_table), then adds
  * the columns an older five-column table lacks (ALTER TABLE ... ADD COLUMN
@@ -237,8 +238,12 @@ static int pg_open(pgp_sink_t *base)
     pg_sink_t *s = (pg_sink_t *)base;
     pg_close(base);
     /* Keywords before dbname are overridden by the expanded DSN, those after override it. */
-    const char *const keys[] = {"connect_timeout", "dbname", "application_name", NULL};
-    const char *const vals[] = {"5", s->dsn, "pgproxy-slowlog", NULL};
+    /* A hung server must not hold the writer (and SIGTERM's flush) forever. */
+    const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+                                "keepalives_count", "tcp_user_timeout", "options",
+                                "dbname", "application_name", NULL};
+    const char *const vals[] = {"5", "10", "5", "3", "30000", "-c statement_timeout=30000",
+                                s->dsn, "pgproxy-slowlog", NULL};
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL) {
         pgp_sink_set_error(base, "postgres connect", "out of memory");

@@ -13,7 +13,10 @@
  * backoff (retry_initial_ms doubling to retry_max_ms) while the sink is
  * down, keeps the failed batch queued (not lost, not duplicated), and
  * after 3 failed attempts of one batch writes its records one by one,
- * dropping (and counting) only those the store rejects as data errors.
+ * dropping (and counting) only those the store rejects as data errors
+ * (PostgreSQL classes 22, 23, 54; sqlite CONSTRAINT/TOOBIG/MISMATCH) or
+ * that fail 5 writes in a row on an open connection (so no record can
+ * wedge the queue forever).
  * Every prune_interval_ms at most, and once at destroy, rows beyond
  * retention_rows are deleted, oldest (lowest id) first.
  *
@@ -48,7 +51,8 @@
 #define PGP_SLOWLOG_PARAMS_BYTES 1024u      /* params_summary cap */
 #define PGP_SLOWLOG_NAME_BYTES 255u         /* cap of names, ids, labels, sqlstate */
 #define PGP_SLOWLOG_TRUNC_MARKER "\xe2\x80\xa6[truncated]"   /* "…[truncated]" */
-#define PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE 3u
+#define PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE 3u   /* failed writes of one batch, then one by one */
+#define PGP_SLOWLOG_MAX_RECORD_ATTEMPTS 5u      /* one by one: a record failing this often is dropped */
 
 typedef struct pgp_slowlog pgp_slowlog_t;
 

@@ -11,9 +11,11 @@
 # runs as user postgres through runuser.
 #
 #   bash tests/unit/pg_env.sh BUILD_DIR [ctest args...]
+#   bash tests/unit/pg_env.sh --run COMMAND [args...]   (any command instead of ctest)
 #   e.g. bash tests/unit/pg_env.sh build -R slowlog --output-on-failure
+#        bash tests/unit/pg_env.sh --run bash tests/bench/bench_slowlog.sh build
 set -euo pipefail
-build=${1:?usage: pg_env.sh BUILD_DIR [ctest args...]}
+build=${1:?usage: pg_env.sh BUILD_DIR [ctest args...] | --run COMMAND [args...]}
 shift
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -48,7 +50,11 @@ export PGP_TEST_PG_STOP_CMD="$stop_cmd >/dev/null"
 export PGP_TEST_PG_START_CMD="$start_cmd >/dev/null"
 echo "pg_env: PostgreSQL on $tmp port $port"
 rc=0
-PGP_SOURCE_DIR=$src ctest --test-dir "$build" "$@" || rc=$?
+if [ "$build" = "--run" ]; then
+    "$@" || rc=$?
+else
+    PGP_SOURCE_DIR=$src ctest --test-dir "$build" "$@" || rc=$?
+fi
 if [ $rc -ne 0 ]; then
     echo "---- server log (last 40 lines)"
     tail -n 40 "$tmp/server.log" || true

@@ -728,19 +728,50 @@ static pgp_slowlog_config_t cfg_pg(void)
 
 static void pg_fresh(PGconn *c) { pg_exec(c, "DROP TABLE IF EXISTS hyper_slow_queries"); }
 
+/* The test DSN as a postgresql:// URL (case 1 of test_pg_table): both forms must work. */
+static void pg_dsn_as_url(char *out, size_t cap)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(pg_dsn(), &errmsg);
+    ck_assert_msg(opts != NULL, "parse: %s", errmsg != NULL ? errmsg : "?");
+    const char *host = "", *port = "", *user = "", *db = "";
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    /* host may be a socket directory: pass it as a query parameter */
+    snprintf(out, cap, "postgresql://%s@/%s?host=%s&port=%s", user, db, host, port);
+    PQconninfoFree(opts);
+}
+
 START_TEST(test_pg_table)
 {
     PGconn *c = pg_connect();
     pg_fresh(c);
     pgp_slowlog_config_t cfg = cfg_pg();
+    char url[1024];
+    if (_i == 1) {
+        pg_dsn_as_url(url, sizeof(url));
+        cfg.dsn = url;
+    }
     for (int round = 0; round < 2; round++) {   /* ensure_table twice: idempotent */
         pgp_slowlog_t *log = create_ok(&cfg);
         pgp_slow_record_t r = rec_make("SELECT 1", 250.5);
         ck_assert(pgp_slowlog_submit(log, &r));
         ck_assert(wait_written(log, 1, 10000));
         pgp_slowlog_stats_t st = stats_of(log);
-        ck_assert_msg(st.sink_errors_total == 0, "errors: %s", st.last_error);
+        ck_assert_msg(st.sink_errors_total == 0, "errors: %s (dsn %s)", st.last_error, cfg.dsn);
         ck_assert(st.sink_up);
+        ck_assert_int_eq(pg_int(c, "SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE application_name = 'pgproxy-slowlog'"), 1);
         pgp_slowlog_destroy(log, 5000);
     }
     ck_assert_int_eq(pg_int(c, "SELECT count(*) FROM pg_class WHERE relname = 'hyper_slow_queries'"
@@ -959,7 +990,7 @@ static Suite *slowlog_suite(void)
     if (pg_dsn() != NULL && pg_dsn()[0] != '\0') {
         tc = tcase_create("postgres");
         tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, test_pg_table);
+        tcase_add_loop_test(tc, test_pg_table, 0, 2);
         tcase_add_test(tc, test_pg_race);
         tcase_add_test(tc, test_pg_upgrade);
         tcase_add_test(tc, test_pg_junk);
