@@ -8,8 +8,9 @@
  * application_name is forced to 'pgproxy-slowlog'; unless the DSN sets
  * them, connect_timeout is 5 s, TCP keepalives and tcp_user_timeout (30 s)
  * detect a dead server and statement_timeout is 30 s (options).  ensure_table runs DESIGN §5's
- * statements verbatim, retrying a CREATE once when a concurrent sidecar
- * won the race (23505 unique_violation / 42P07 duplicate_table), then adds
+ * statements verbatim, retrying a CREATE (up to twice) when a concurrent
+ * sidecar won the race (23505 unique_violation, 42P07 duplicate_table,
+ * 42710 duplicate_object for the row type), then adds
  * the columns an older five-column table lacks (ALTER TABLE ... ADD COLUMN
  * IF NOT EXISTS, only when pg_attribute shows one missing, so the usual
  * connect takes no ACCESS EXCLUSIVE lock).  A batch is one multi-row
@@ -174,17 +175,21 @@ static int fail_res(pg_sink_t *s, const char *what, PGresult *res)
     return PGP_SINK_EDOWN;
 }
 
-/* Run a utility statement; on 23505/42P07 (a concurrent CREATE won) retry once. */
+/* Run a utility statement; when a concurrent CREATE won the race (23505 unique_violation in a
+ * catalog, 42P07 duplicate_table, 42710 duplicate_object: "type ... already exists") retry:
+ * IF NOT EXISTS then sees the committed object. */
+#define DDL_ATTEMPTS 3
 static int exec_ddl(pg_sink_t *s, const char *sql, const char *what)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < DDL_ATTEMPTS; attempt++) {
         PGresult *res = PQexec(s->conn, sql);
         if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
             PQclear(res);
             return 0;
         }
-        bool race = sqlstate_is(res, "23505") || sqlstate_is(res, "42P07");
-        if (!race || attempt == 1) {
+        bool race = sqlstate_is(res, "23505") || sqlstate_is(res, "42P07") ||
+                    sqlstate_is(res, "42710");
+        if (!race || attempt == DDL_ATTEMPTS - 1) {
             int rc = fail_res(s, what, res);
             PQclear(res);
             return rc == PGP_SINK_EDATA ? PGP_SINK_EDOWN : rc;
