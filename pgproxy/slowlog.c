@@ -395,10 +395,10 @@ static void *writer_main(void *arg)
             uint64_t wait_until = 0;   /* 0 = no timeout */
             if (w->retry_at_ns > now) {
                 wait_until = w->retry_at_ns;
-            } else if (log->queue_count > 0) {
-                break;
-            } else if (prune_due(log, w, now)) {
+            } else if (prune_due(log, w, now)) {   /* before the queue: a busy log prunes too */
                 do_prune = true;
+                break;
+            } else if (log->queue_count > 0) {
                 break;
             } else if (log->retention_rows > 0 && w->dirty) {
                 wait_until = w->last_prune_ns + log->prune_interval_ms * NS_PER_MS;

@@ -14,9 +14,10 @@ if [[ ! -f "$lib" ]]; then
     echo "bench_slowlog: $lib not found; build first: cmake -S $src -B $build && cmake --build $build" >&2
     exit 2
 fi
+read -r -a libs <<<"$(pkg-config --libs sqlite3 libpq)"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$src/include" \
     -o "$out/bench_slowlog" "$src/tests/bench/bench_slowlog.c" "$lib" \
-    $(pkg-config --libs sqlite3 libpq) -lpthread -lm
+    "${libs[@]}" -lpthread -lm
 "$out/bench_slowlog" "$runs" "$out"

@@ -14,6 +14,7 @@
 #   bash tests/unit/pg_env.sh --run COMMAND [args...]   (any command instead of ctest)
 #   e.g. bash tests/unit/pg_env.sh build -R slowlog --output-on-failure
 #        bash tests/unit/pg_env.sh --run bash tests/bench/bench_slowlog.sh build
+# shellcheck disable=SC2317  # cleanup runs from the EXIT trap
 set -euo pipefail
 build=${1:?usage: pg_env.sh BUILD_DIR [ctest args...] | --run COMMAND [args...]}
 shift
