@@ -4,19 +4,24 @@
  *
  * Owns one PGconn, used only by the slow-log writer thread (libpq's
  * blocking calls are fine there, never on a loop).  The DSN may be a URL
- * or key=value conninfo (PQconnectdbParams with expand_dbname);
- * application_name is forced to 'pgproxy-slowlog'; unless the DSN sets
- * them, connect_timeout is 5 s, TCP keepalives and tcp_user_timeout (30 s)
- * detect a dead server and statement_timeout is 30 s (options).  ensure_table runs DESIGN §5's
- * statements verbatim, retrying a CREATE (up to twice) when a concurrent
- * sidecar won the race (23505 unique_violation, 42P07 duplicate_table,
- * 42710 duplicate_object for the row type), then adds
- * the columns an older five-column table lacks (ALTER TABLE ... ADD COLUMN
- * IF NOT EXISTS, only when pg_attribute shows one missing, so the usual
- * connect takes no ACCESS EXCLUSIVE lock).  A batch is one multi-row
- * INSERT with $n parameters (one statement = one transaction); every text
- * value is made valid UTF-8 first (invalid bytes and NUL -> U+FFFD, one per
- * maximal invalid subpart, as render.c does).
+ * or key=value conninfo (PQconnectdbParams with expand_dbname).  Forced:
+ * application_name 'pgproxy-slowlog' and client_encoding UTF8 (what the
+ * values are cleaned to; a non-UTF8 database converts, or rejects a
+ * character with 22P05, which drops that record).  Defaults the DSN may
+ * override: connect_timeout 5 s, TCP keepalives and tcp_user_timeout 30 s
+ * (a dead server is noticed), statement_timeout 30 s (options).
+ * ensure_table runs DESIGN §5's statements verbatim, retrying a CREATE (up
+ * to twice) when a concurrent sidecar won the race (23505
+ * unique_violation, 42P07 duplicate_table, 42710 duplicate_object for the
+ * row type), then adds the columns an older five-column table lacks (ALTER
+ * TABLE ... ADD COLUMN IF NOT EXISTS, only when pg_attribute shows one
+ * missing, so the usual connect takes no ACCESS EXCLUSIVE lock).  A batch
+ * is one multi-row INSERT with $n parameters (one statement = one
+ * transaction); every text value is made valid UTF-8 first (invalid bytes
+ * and NUL -> U+FFFD, one per maximal invalid subpart, as render.c does).
+ * Retention: DELETE of every id at or below the (keep+1)-th newest, an
+ * index scan of keep rows (measured: 41 ms with 1M rows kept, PG 15 on
+ * this 2-core VM; every 10 s at most).
  * Deliberately not here: queueing, retries (slowlog.c), TLS settings
  * beyond what the DSN says.
  */
@@ -246,9 +251,9 @@ static int pg_open(pgp_sink_t *base)
     /* A hung server must not hold the writer (and SIGTERM's flush) forever. */
     const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
                                 "keepalives_count", "tcp_user_timeout", "options",
-                                "dbname", "application_name", NULL};
+                                "dbname", "application_name", "client_encoding", NULL};
     const char *const vals[] = {"5", "10", "5", "3", "30000", "-c statement_timeout=30000",
-                                s->dsn, "pgproxy-slowlog", NULL};
+                                s->dsn, "pgproxy-slowlog", "UTF8", NULL};
     s->conn = PQconnectdbParams(keys, vals, 1);
     if (s->conn == NULL) {
         pgp_sink_set_error(base, "postgres connect", "out of memory");
