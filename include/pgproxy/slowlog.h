@@ -135,9 +135,9 @@ void pgp_slowlog_get_stats(pgp_slowlog_t *log, pgp_slowlog_stats_t *out);
  * Flush and free: waits until everything queued before the call is written
  * or flush_timeout_ms passes (then the rest is counted as dropped), prunes
  * once when it finished in time, stops the thread, frees.  A sink call in
- * progress at the deadline (e.g. a TCP connect) is waited for: libpq's
- * connect_timeout defaults to 5 s here.  SIGTERM path.  Main thread.
- * NULL ok.
+ * progress at the deadline is waited for (bounded by the sinks' defaults:
+ * PostgreSQL connect_timeout 5 s, statement_timeout 30 s, tcp_user_timeout
+ * 30 s; sqlite busy_timeout 5 s).  SIGTERM path.  Main thread.  NULL ok.
  */
 void pgp_slowlog_destroy(pgp_slowlog_t *log, uint64_t flush_timeout_ms);
 
