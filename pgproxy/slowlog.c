@@ -338,6 +338,7 @@ typedef struct writer_state {
     uint64_t backoff_ms;        /* next wait after a failure */
     uint64_t retry_at_ns;       /* monotonic; 0 = no wait pending */
     unsigned batch_attempts;    /* failed attempts of the batch at the head */
+    unsigned record_attempts;   /* single mode: failed writes of the record at the head */
     size_t single_left;         /* > 0: write this many records one by one */
     bool dirty;                 /* rows written since the last prune */
     uint64_t last_prune_ns;
@@ -394,17 +395,18 @@ static void *writer_main(void *arg)
             uint64_t wait_until = 0;   /* 0 = no timeout */
             if (w->retry_at_ns > now) {
                 wait_until = w->retry_at_ns;
-            } else if (log->queue_count > 0) {
-                break;
-            } else if (prune_due(log, w, now)) {
+            } else if (prune_due(log, w, now)) {   /* before the queue: a busy log prunes too */
                 do_prune = true;
+                break;
+            } else if (log->queue_count > 0) {
                 break;
             } else if (log->retention_rows > 0 && w->dirty) {
                 wait_until = w->last_prune_ns + log->prune_interval_ms * NS_PER_MS;
             }
             if (log->stopping && (wait_until == 0 || wait_until > log->deadline_ns))
                 wait_until = log->deadline_ns;
-            log->writer_waiting = true;
+            /* In a backoff new records need not wake us: spare the submitter the signal. */
+            log->writer_waiting = w->retry_at_ns <= now;
             if (wait_until == 0) {
                 pthread_cond_wait(&log->wake, &log->mu);
             } else {
@@ -469,6 +471,7 @@ static void *writer_main(void *arg)
             w->backoff_ms = log->retry_initial_ms;
             w->retry_at_ns = 0;
             w->batch_attempts = 0;
+            w->record_attempts = 0;
             if (w->single_left > 0)
                 w->single_left -= n;
             if (n > 0)
@@ -477,24 +480,27 @@ static void *writer_main(void *arg)
             log->errors++;
             log->sink_up = false;
             memcpy(log->last_error, sink->last_error, sizeof(log->last_error));
-            if (attempted_write && rc == PGP_SINK_EDATA && n == 1) {
-                /* The store rejects this record itself: give it up, keep going. */
+            if (attempted_write && n == 1 && w->single_left > 0 && rc != PGP_SINK_EDATA)
+                w->record_attempts++;
+            if (attempted_write && n == 1 &&
+                (rc == PGP_SINK_EDATA || w->record_attempts >= PGP_SLOWLOG_MAX_RECORD_ATTEMPTS)) {
+                /* The store rejects this record itself (or keeps failing on it): give it up. */
                 npop = 1;
                 log->dropped++;
                 if (w->single_left > 0)
                     w->single_left--;
                 w->batch_attempts = 0;
-            } else {
-                if (attempted_write && w->single_left == 0 &&
-                    (rc == PGP_SINK_EDATA || ++w->batch_attempts >= PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE)) {
-                    w->single_left = n;
-                    w->batch_attempts = 0;
-                }
-                if (rc != PGP_SINK_EDATA) {
-                    w->retry_at_ns = mono_ns() + w->backoff_ms * NS_PER_MS;
-                    w->backoff_ms = w->backoff_ms * 2 > log->retry_max_ms ? log->retry_max_ms
-                                                                         : w->backoff_ms * 2;
-                }
+                w->record_attempts = 0;
+            } else if (attempted_write && w->single_left == 0 &&
+                       (rc == PGP_SINK_EDATA ||
+                        ++w->batch_attempts >= PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE)) {
+                w->single_left = n;   /* find the culprit: one by one */
+                w->batch_attempts = 0;
+            }
+            if (rc != PGP_SINK_EDATA) {   /* the sink itself failed: wait before reconnecting */
+                w->retry_at_ns = mono_ns() + w->backoff_ms * NS_PER_MS;
+                w->backoff_ms = w->backoff_ms * 2 > log->retry_max_ms ? log->retry_max_ms
+                                                                     : w->backoff_ms * 2;
             }
         }
         queue_pop(log, npop, w->batch);
@@ -504,7 +510,10 @@ static void *writer_main(void *arg)
 
         if (rc != 0 && rc != PGP_SINK_EDATA)
             sink->ops->close(sink);   /* reconnect (and ensure_table again) next time */
-        if (shown_up != (int)now_up) {
+        if (npop == 1 && rc != 0)
+            pgp_log(PGP_LOG_WARN, "slow log record rejected by the sink, dropped", "sink",
+                    sink->ops->name, "error", errcopy, NULL);
+        else if (rc != PGP_SINK_EDATA && shown_up != (int)now_up) {
             log_transition(now_up, log, errcopy);
             shown_up = (int)now_up;
         }

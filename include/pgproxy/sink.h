@@ -27,7 +27,8 @@
 #endif
 
 #define PGP_SINK_EDOWN  (-1)   /* transient: cannot connect/open, I/O, lost connection, busy */
-#define PGP_SINK_EDATA  (-2)   /* the store rejected the values themselves (PG class 22/23/54) */
+#define PGP_SINK_EDATA  (-2)   /* the values themselves were rejected (PG class 22/23/54; sqlite
+                                  CONSTRAINT/TOOBIG/MISMATCH/RANGE); the connection is fine */
 #define PGP_SINK_ENOMEM (-3)   /* allocation failed (treated as transient) */
 
 #define PGP_SINK_ERROR_BYTES 256u

@@ -13,7 +13,10 @@
  * backoff (retry_initial_ms doubling to retry_max_ms) while the sink is
  * down, keeps the failed batch queued (not lost, not duplicated), and
  * after 3 failed attempts of one batch writes its records one by one,
- * dropping (and counting) only those the store rejects as data errors.
+ * dropping (and counting) only those the store rejects as data errors
+ * (PostgreSQL classes 22, 23, 54; sqlite CONSTRAINT/TOOBIG/MISMATCH) or
+ * that fail 5 writes in a row on an open connection (so no record can
+ * wedge the queue forever).
  * Every prune_interval_ms at most, and once at destroy, rows beyond
  * retention_rows are deleted, oldest (lowest id) first.
  *
@@ -48,7 +51,8 @@
 #define PGP_SLOWLOG_PARAMS_BYTES 1024u      /* params_summary cap */
 #define PGP_SLOWLOG_NAME_BYTES 255u         /* cap of names, ids, labels, sqlstate */
 #define PGP_SLOWLOG_TRUNC_MARKER "\xe2\x80\xa6[truncated]"   /* "…[truncated]" */
-#define PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE 3u
+#define PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE 3u   /* failed writes of one batch, then one by one */
+#define PGP_SLOWLOG_MAX_RECORD_ATTEMPTS 5u      /* one by one: a record failing this often is dropped */
 
 typedef struct pgp_slowlog pgp_slowlog_t;
 
@@ -131,9 +135,9 @@ void pgp_slowlog_get_stats(pgp_slowlog_t *log, pgp_slowlog_stats_t *out);
  * Flush and free: waits until everything queued before the call is written
  * or flush_timeout_ms passes (then the rest is counted as dropped), prunes
  * once when it finished in time, stops the thread, frees.  A sink call in
- * progress at the deadline (e.g. a TCP connect) is waited for: libpq's
- * connect_timeout defaults to 5 s here.  SIGTERM path.  Main thread.
- * NULL ok.
+ * progress at the deadline is waited for (bounded by the sinks' defaults:
+ * PostgreSQL connect_timeout 5 s, statement_timeout 30 s, tcp_user_timeout
+ * 30 s; sqlite busy_timeout 5 s).  SIGTERM path.  Main thread.  NULL ok.
  */
 void pgp_slowlog_destroy(pgp_slowlog_t *log, uint64_t flush_timeout_ms);
 

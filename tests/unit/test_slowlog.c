@@ -728,19 +728,50 @@ static pgp_slowlog_config_t cfg_pg(void)
 
 static void pg_fresh(PGconn *c) { pg_exec(c, "DROP TABLE IF EXISTS hyper_slow_queries"); }
 
+/* The test DSN as a postgresql:// URL (case 1 of test_pg_table): both forms must work. */
+static void pg_dsn_as_url(char *out, size_t cap)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(pg_dsn(), &errmsg);
+    ck_assert_msg(opts != NULL, "parse: %s", errmsg != NULL ? errmsg : "?");
+    const char *host = "", *port = "", *user = "", *db = "";
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (o->val == NULL)
+            continue;
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    /* host may be a socket directory: pass it as a query parameter */
+    snprintf(out, cap, "postgresql://%s@/%s?host=%s&port=%s", user, db, host, port);
+    PQconninfoFree(opts);
+}
+
 START_TEST(test_pg_table)
 {
     PGconn *c = pg_connect();
     pg_fresh(c);
     pgp_slowlog_config_t cfg = cfg_pg();
+    char url[1024];
+    if (_i == 1) {
+        pg_dsn_as_url(url, sizeof(url));
+        cfg.dsn = url;
+    }
     for (int round = 0; round < 2; round++) {   /* ensure_table twice: idempotent */
         pgp_slowlog_t *log = create_ok(&cfg);
         pgp_slow_record_t r = rec_make("SELECT 1", 250.5);
         ck_assert(pgp_slowlog_submit(log, &r));
         ck_assert(wait_written(log, 1, 10000));
         pgp_slowlog_stats_t st = stats_of(log);
-        ck_assert_msg(st.sink_errors_total == 0, "errors: %s", st.last_error);
+        ck_assert_msg(st.sink_errors_total == 0, "errors: %s (dsn %s)", st.last_error, cfg.dsn);
         ck_assert(st.sink_up);
+        ck_assert_int_eq(pg_int(c, "SELECT count(*) FROM pg_stat_activity"
+                                   " WHERE application_name = 'pgproxy-slowlog'"), 1);
         pgp_slowlog_destroy(log, 5000);
     }
     ck_assert_int_eq(pg_int(c, "SELECT count(*) FROM pg_class WHERE relname = 'hyper_slow_queries'"
@@ -863,6 +894,42 @@ START_TEST(test_pg_rejected_record)
 }
 END_TEST
 
+START_TEST(test_pg_poison_record)
+{
+    /* A record failing with an error that is not a data class (a trigger raising P0001) on a
+     * healthy connection: batch retried 3 times, then one by one, the record dropped after 5
+     * failed writes; the others land and the queue moves on. */
+    PGconn *c = pg_connect();
+    pg_fresh(c);
+    pgp_slowlog_config_t cfg = cfg_pg();
+    cfg.retry_initial_ms = 5;
+    cfg.retry_max_ms = 20;
+    pgp_slowlog_t *log = create_ok(&cfg);
+    pgp_slow_record_t r0 = rec_make("SELECT warmup", 1.0);
+    ck_assert(pgp_slowlog_submit(log, &r0));
+    ck_assert(wait_written(log, 1, 10000));
+    pg_exec(c, "CREATE FUNCTION pgp_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+               " IF NEW.sql_text = 'POISON' THEN RAISE EXCEPTION 'poisoned'; END IF;"
+               " RETURN NEW; END $$");
+    pg_exec(c, "CREATE TRIGGER pgp_poison BEFORE INSERT ON hyper_slow_queries"
+               " FOR EACH ROW EXECUTE FUNCTION pgp_poison()");
+    for (int i = 0; i < 6; i++) {
+        pgp_slow_record_t r = rec_make(i == 2 ? "POISON" : "SELECT fine", 1.0);
+        ck_assert(pgp_slowlog_submit(log, &r));
+    }
+    ck_assert(wait_written(log, 6, 15000));
+    pgp_slowlog_stats_t st = stats_of(log);
+    ck_assert_uint_eq(st.dropped_total, 1);
+    ck_assert_uint_eq(st.queue_depth, 0);
+    ck_assert_uint_ge(st.sink_errors_total, PGP_SLOWLOG_MAX_RECORD_ATTEMPTS);
+    pgp_slowlog_destroy(log, 5000);
+    ck_assert_int_eq(pg_int(c, "SELECT count(*) FROM hyper_slow_queries WHERE sql_text = 'SELECT fine'"), 5);
+    pg_exec(c, "DROP TABLE hyper_slow_queries");
+    pg_exec(c, "DROP FUNCTION pgp_poison()");
+    PQfinish(c);
+}
+END_TEST
+
 START_TEST(test_pg_outage)
 {
     const char *stop = getenv("PGP_TEST_PG_STOP_CMD"), *start = getenv("PGP_TEST_PG_START_CMD");
@@ -959,16 +1026,17 @@ static Suite *slowlog_suite(void)
     if (pg_dsn() != NULL && pg_dsn()[0] != '\0') {
         tc = tcase_create("postgres");
         tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, test_pg_table);
+        tcase_add_loop_test(tc, test_pg_table, 0, 2);
         tcase_add_test(tc, test_pg_race);
         tcase_add_test(tc, test_pg_upgrade);
         tcase_add_test(tc, test_pg_junk);
         tcase_add_test(tc, test_pg_rejected_record);
+        tcase_add_test(tc, test_pg_poison_record);
         tcase_add_test(tc, test_pg_outage);
         tcase_add_test(tc, test_pg_retention);
         suite_add_tcase(s, tc);
     } else {
-        printf("test_slowlog: PGP_TEST_PG_DSN unset: the 7 postgres cases are SKIPPED"
+        printf("test_slowlog: PGP_TEST_PG_DSN unset: the 9 postgres cases are SKIPPED"
                " (run tests/unit/pg_env.sh)\n");
         fflush(stdout);
     }
