@@ -5,7 +5,8 @@
  * JSON, collapsed stacks) and N+1 findings (nplus1.h).
  *
  * Grouping, first match wins per statement: (1) the trace id of a valid
- * `traceparent` tag (00-<32 hex>-<16 hex>-<2 hex>, ids not all zero);
+ * `traceparent` tag (00-<32 hex>-<16 hex>-<2 hex>, ids not all zero; hex
+ * of either case, the key is lower-cased);
  * (2) a `request_id` / `x_request_id` tag; (3) the session marker `SET
  * [LOCAL|SESSION] pgproxy.request_id = '…'` / `TO …` (the SET belongs to
  * the new request; sticky until changed, `SET … TO DEFAULT` / '' /
@@ -33,7 +34,14 @@
  * stored once; an event whose text was not kept has text_truncated and
  * the bytes not kept are counted in text_dropped_bytes.  The N+1 rules run
  * over the kept events only (a finding's count and total_ns are then
- * raised to the per-fingerprint totals of the whole request).
+ * raised to the per-fingerprint totals of the whole request).  Distinct
+ * fingerprints counted per request: min(max_events,
+ * PGP_PROFILE_MAX_FINGERPRINTS); the time of the others shows as one
+ * `sql;(other)` stack.  Memory of one request: about 2 KB fixed (tags,
+ * names), max_events * sizeof(pgp_profile_event_t) (96 bytes), the text
+ * arena (max_text_bytes, in chunks of at most 4 KiB or one text), and
+ * 40 bytes per counting slot (2 per fingerprint): about 245 KB for 1000
+ * events and 64 KiB of text.
  *
  * Threads: a profiler belongs to its session's loop thread.  A finished
  * profile is immutable; its refcount is atomic, so any thread holding a
@@ -132,7 +140,7 @@ void pgp_profiler_set_config(pgp_profiler_t *p, const pgp_profile_config_t *cfg)
  * Attributes one finished statement (st borrowed) to a request, opening
  * or closing requests as the grouping rules say (cb may be called, more
  * than once).  Never fails: when memory runs out the statement is counted
- * but not kept as an event.
+ * but not kept as an event (or, if no profile could be allocated, lost).
  */
 void pgp_profiler_record(pgp_profiler_t *p, const pgp_profile_stmt_t *st);
 
