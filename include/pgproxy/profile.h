@@ -164,8 +164,9 @@ const char *pgp_profiler_current_label(const pgp_profiler_t *p);
 
 /* ---- finished profiles (any thread holding a ref) ----------------------- */
 
+/* Takes one more ref on p (the caller must already hold one).  Any thread. */
 void pgp_profile_ref(pgp_profile_t *p);
-/* Drops one ref; the last one frees the profile.  NULL is a no-op. */
+/* Drops one ref; the last one frees the profile.  NULL is a no-op.  Any thread. */
 void pgp_profile_unref(pgp_profile_t *p);
 
 uint64_t pgp_profile_id(const pgp_profile_t *p);
@@ -208,9 +209,12 @@ bool pgp_profile_notice_text(const pgp_profile_t *p, char *out, size_t cap);
  * writing (0 or a PGP_RENDER_E*).
  *  - header: `total=1.2ms sql=0.3ms(2q) app=0.9ms n+1=1` (n+1 = findings);
  *  - json: the to_dict object (DESIGN §4.4; see pgp_profile_render_finding_json);
- *  - collapsed: `request;<label>;sql;<normalized> <ns>` per distinct
- *    normalized text (summed, first-seen order) then `request;<label>;app
- *    <app_ns>`, one line each, frames escaped as pgp_profile_render_frame.
+ *  - collapsed: `request;<label>;sql;<normalized> <ns>` per fingerprint
+ *    (its first kept normalized text, or its 16 hex digits when no text
+ *    was kept; the time of every execution, dropped events included;
+ *    first-seen order), `request;<label>;sql;(other) <ns>` for fingerprints
+ *    beyond the counting table, then `request;<label>;app <app_ns>`, one
+ *    line each, frames escaped as pgp_profile_render_frame.
  */
 PGP_MUST_CHECK int pgp_profile_render_header(const pgp_profile_t *p, pgp_render_t *r);
 PGP_MUST_CHECK int pgp_profile_render_json(const pgp_profile_t *p, pgp_render_t *r);
