@@ -231,8 +231,12 @@ int pgp_nplus1_analyze(const pgp_nplus1_event_t *ev, size_t n, const pgp_nplus1_
         rc = -ENOMEM;
         goto out;
     }
+    /* Kind and ignore list per event; the catalog test (a lexer pass) once
+     * per fingerprint that reaches the threshold: one fingerprint, one
+     * token structure, so the same relations. */
     for (size_t i = 0; i < n; i++)
-        if (!pgp_nplus1_excluded(&ev[i], rules))
+        if (kind_eligible(ev[i].kind) &&
+            (rules->ignore_count == 0 || !ignored(rules, ev[i].fingerprint)))
             items[m++] = (item_t){.fp = ev[i].fingerprint, .idx = (uint32_t)i};
     qsort(items, m, sizeof(*items), cmp_item);
 
@@ -241,7 +245,11 @@ int pgp_nplus1_analyze(const pgp_nplus1_event_t *ev, size_t n, const pgp_nplus1_
         size_t j = i;
         while (j < m && items[j].fp == items[i].fp)
             j++;
-        if (j - i >= threshold)
+        const pgp_nplus1_event_t *first = &ev[items[i].idx];
+        if (j - i >= threshold && pgp_nplus1_is_catalog(first->normalized, first->normalized_len))
+            for (size_t k = i; k < j; k++)
+                items[k].idx = UINT32_MAX;   /* marks a catalog group */
+        else if (j - i >= threshold)
             groups++;
         i = j;
     }
@@ -256,7 +264,7 @@ int pgp_nplus1_analyze(const pgp_nplus1_event_t *ev, size_t n, const pgp_nplus1_
         size_t j = i;
         while (j < m && items[j].fp == items[i].fp)
             j++;
-        if (j - i >= threshold)
+        if (j - i >= threshold && items[i].idx != UINT32_MAX)
             evidence(ev, items + i, j - i, rules, vh, &found[nf++]);
         i = j;
     }

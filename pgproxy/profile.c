@@ -181,7 +181,11 @@ static const char *arena_copy(pgp_profile_t *p, const char *s, size_t n, size_t 
         return NULL;
     chunk_t *c = p->chunks;
     if (c == NULL || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > ARENA_CHUNK ? n + 1 : ARENA_CHUNK;
+        /* Small caps get a small chunk: the arena never holds more than
+         * text_cap bytes plus one chunk's slack. */
+        size_t cap = ARENA_CHUNK < p->text_cap ? ARENA_CHUNK : p->text_cap;
+        if (cap < n + 1)
+            cap = n + 1;
         c = malloc(sizeof(*c) + cap);
         if (c == NULL)
             return NULL;
@@ -227,7 +231,7 @@ static fp_slot_t *fp_get(pgp_profile_t *p, uint64_t fp)
     fp_slot_t *s = fp_find(p, fp);
     if (s != NULL)
         return s;
-    if (p->fp_used >= PGP_PROFILE_MAX_FINGERPRINTS)
+    if (p->fp_used >= PGP_PROFILE_MAX_FINGERPRINTS || p->fp_used >= p->max_events)
         return NULL;
     if ((p->fp_used + 1) * 2 > p->fp_alloc) {
         uint32_t na = p->fp_alloc == 0 ? 16 : p->fp_alloc * 2;

@@ -17,7 +17,8 @@
  * the event list, any statement in between breaks it), the total time, up
  * to PGP_NPLUS1_EXAMPLES example texts (params summary, else raw SQL, of
  * the first executions with distinct values; only when rules->examples)
- * and estimated_saving_ns = total_ns - total_ns / count.
+ * and estimated_saving_ns = total_ns - total_ns / count.  Every function
+ * is reentrant and may run on any thread.
  */
 #ifndef PGPROXY_NPLUS1_H
 #define PGPROXY_NPLUS1_H

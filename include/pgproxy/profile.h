@@ -5,7 +5,8 @@
  * JSON, collapsed stacks) and N+1 findings (nplus1.h).
  *
  * Grouping, first match wins per statement: (1) the trace id of a valid
- * `traceparent` tag (00-<32 hex>-<16 hex>-<2 hex>, ids not all zero);
+ * `traceparent` tag (00-<32 hex>-<16 hex>-<2 hex>, ids not all zero; hex
+ * of either case, the key is lower-cased);
  * (2) a `request_id` / `x_request_id` tag; (3) the session marker `SET
  * [LOCAL|SESSION] pgproxy.request_id = '…'` / `TO …` (the SET belongs to
  * the new request; sticky until changed, `SET … TO DEFAULT` / '' /
@@ -33,7 +34,14 @@
  * stored once; an event whose text was not kept has text_truncated and
  * the bytes not kept are counted in text_dropped_bytes.  The N+1 rules run
  * over the kept events only (a finding's count and total_ns are then
- * raised to the per-fingerprint totals of the whole request).
+ * raised to the per-fingerprint totals of the whole request).  Distinct
+ * fingerprints counted per request: min(max_events,
+ * PGP_PROFILE_MAX_FINGERPRINTS); the time of the others shows as one
+ * `sql;(other)` stack.  Memory of one request: about 2 KB fixed (tags,
+ * names), max_events * sizeof(pgp_profile_event_t) (96 bytes), the text
+ * arena (max_text_bytes, in chunks of at most 4 KiB or one text), and
+ * 40 bytes per counting slot (2 per fingerprint): about 245 KB for 1000
+ * events and 64 KiB of text.
  *
  * Threads: a profiler belongs to its session's loop thread.  A finished
  * profile is immutable; its refcount is atomic, so any thread holding a
@@ -132,7 +140,7 @@ void pgp_profiler_set_config(pgp_profiler_t *p, const pgp_profile_config_t *cfg)
  * Attributes one finished statement (st borrowed) to a request, opening
  * or closing requests as the grouping rules say (cb may be called, more
  * than once).  Never fails: when memory runs out the statement is counted
- * but not kept as an event.
+ * but not kept as an event (or, if no profile could be allocated, lost).
  */
 void pgp_profiler_record(pgp_profiler_t *p, const pgp_profile_stmt_t *st);
 
@@ -156,8 +164,9 @@ const char *pgp_profiler_current_label(const pgp_profiler_t *p);
 
 /* ---- finished profiles (any thread holding a ref) ----------------------- */
 
+/* Takes one more ref on p (the caller must already hold one).  Any thread. */
 void pgp_profile_ref(pgp_profile_t *p);
-/* Drops one ref; the last one frees the profile.  NULL is a no-op. */
+/* Drops one ref; the last one frees the profile.  NULL is a no-op.  Any thread. */
 void pgp_profile_unref(pgp_profile_t *p);
 
 uint64_t pgp_profile_id(const pgp_profile_t *p);
@@ -200,9 +209,12 @@ bool pgp_profile_notice_text(const pgp_profile_t *p, char *out, size_t cap);
  * writing (0 or a PGP_RENDER_E*).
  *  - header: `total=1.2ms sql=0.3ms(2q) app=0.9ms n+1=1` (n+1 = findings);
  *  - json: the to_dict object (DESIGN §4.4; see pgp_profile_render_finding_json);
- *  - collapsed: `request;<label>;sql;<normalized> <ns>` per distinct
- *    normalized text (summed, first-seen order) then `request;<label>;app
- *    <app_ns>`, one line each, frames escaped as pgp_profile_render_frame.
+ *  - collapsed: `request;<label>;sql;<normalized> <ns>` per fingerprint
+ *    (its first kept normalized text, or its 16 hex digits when no text
+ *    was kept; the time of every execution, dropped events included;
+ *    first-seen order), `request;<label>;sql;(other) <ns>` for fingerprints
+ *    beyond the counting table, then `request;<label>;app <app_ns>`, one
+ *    line each, frames escaped as pgp_profile_render_frame.
  */
 PGP_MUST_CHECK int pgp_profile_render_header(const pgp_profile_t *p, pgp_render_t *r);
 PGP_MUST_CHECK int pgp_profile_render_json(const pgp_profile_t *p, pgp_render_t *r);
