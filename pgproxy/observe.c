@@ -280,10 +280,10 @@ int pgp_observer_render_metrics(pgp_observer_t *o, pgp_render_t *r)
     if (o->store != NULL)
         pgp_profile_store_stats(o->store, &ps);
     metric(r, "pgproxy_requests_total", "counter", "Request profiles finished.",
-           ps.requests_total);
+           ps.requests_ever);
     metric(r, "pgproxy_n_plus_one_total", "counter",
            "N+1, duplicate-query and batchable-write findings in finished requests.",
-           ps.findings_total);
+           ps.findings_ever);
     pgp_slowlog_stats_t ss;
     memset(&ss, 0, sizeof(ss));
     if (o->slowlog != NULL)

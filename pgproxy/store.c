@@ -38,7 +38,8 @@ struct pgp_profile_store {
     pthread_mutex_t mu;
     pgp_profile_t **ring;
     size_t cap, head, count;         /* head: the oldest */
-    uint64_t requests_total, findings_total, evicted;
+    uint64_t requests_total, findings_total, evicted, queries_total;
+    uint64_t requests_ever, findings_ever;   /* never reset: the /metrics counters */
     agg_t *agg;                      /* PGP_STORE_MAX_FINDING_KEYS slots */
     int32_t bucket[AGG_BUCKETS];
     int32_t lru_old, lru_new, free_next;
@@ -222,6 +223,9 @@ void pgp_profile_store_push(pgp_profile_store_t *s, pgp_profile_t *p)
     }
     s->requests_total++;
     s->findings_total += nf;
+    s->queries_total += pgp_profile_sql_count(p);
+    s->requests_ever++;
+    s->findings_ever += nf;
     for (size_t i = 0; i < nf; i++)
         agg_add(s, p, &f[i]);
     pthread_mutex_unlock(&s->mu);
@@ -280,7 +284,7 @@ void pgp_profile_store_clear(pgp_profile_store_t *s)
         s->ring = ring;
     }
     s->head = s->count = 0;
-    s->requests_total = s->findings_total = s->evicted = 0;
+    s->requests_total = s->findings_total = s->evicted = s->queries_total = 0;
     agg_reset(s);
     pthread_mutex_unlock(&s->mu);
     if (old != NULL) {
@@ -311,6 +315,9 @@ void pgp_profile_store_stats(pgp_profile_store_t *s, pgp_profile_store_stats_t *
     pthread_mutex_lock(&s->mu);
     out->requests_total = s->requests_total;
     out->findings_total = s->findings_total;
+    out->profiled_queries_total = s->queries_total;
+    out->requests_ever = s->requests_ever;
+    out->findings_ever = s->findings_ever;
     out->held = s->count;
     out->evicted = s->evicted;
     pthread_mutex_unlock(&s->mu);
@@ -480,11 +487,7 @@ static void json_fp(pgp_render_t *r, uint64_t fp)
 
 static void json_iso(pgp_render_t *r, uint64_t wall_ns)
 {
-    pgp_render_t tmp;
-    pgp_render_init(&tmp, 64);
-    pgp_profile_render_iso_time(&tmp, wall_ns);
-    pgp_render_json_string(r, pgp_render_data(&tmp), pgp_render_len(&tmp));
-    pgp_render_free(&tmp);
+    pgp_render_json_time(r, wall_ns);
 }
 
 int pgp_profile_store_render_findings(pgp_profile_store_t *s, size_t limit, pgp_render_t *r)
@@ -579,6 +582,72 @@ int pgp_profile_store_render_session_findings(pgp_profile_store_t *s, uint64_t s
             pgp_profile_render_finding_fields(&f[j], r);
             pgp_render_json_end_object(r);
         }
+    }
+    pgp_render_json_end_array(r);
+    release(v, n);
+    return pgp_render_error(r);
+}
+
+int pgp_profile_store_render_findings_normalized(pgp_profile_store_t *s, size_t limit,
+                                                 pgp_render_t *r)
+{
+    /* Newest key first: walk the recency list from its new end, copying the texts. */
+    size_t cap = limit == 0 || limit > PGP_STORE_MAX_FINDING_KEYS ? PGP_STORE_MAX_FINDING_KEYS
+                                                                  : limit;
+    typedef struct { char text[PGP_STORE_FINDING_TEXT_MAX]; uint32_t len; } text_t;
+    text_t *v = malloc(cap * sizeof(*v));
+    size_t n = 0;
+    if (v == NULL)
+        return PGP_RENDER_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    for (int32_t i = s->lru_new; i != NIL && n < cap; i = s->agg[i].lprev) {
+        v[n].len = s->agg[i].normalized_len;
+        memcpy(v[n].text, s->agg[i].normalized, v[n].len);
+        n++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    pgp_render_json_begin_array(r);
+    for (size_t i = 0; i < n; i++)
+        pgp_render_json_string(r, v[i].text, v[i].len);
+    pgp_render_json_end_array(r);
+    free(v);
+    return pgp_render_error(r);
+}
+
+int pgp_profile_store_render_summaries(pgp_profile_store_t *s, size_t limit, pgp_render_t *r)
+{
+    size_t n;
+    bool oom;
+    pgp_profile_t **v = snapshot(s, limit == 0 ? 1 : limit, false, 0, &n, &oom);
+    if (oom)
+        return PGP_RENDER_ENOMEM;
+    pgp_render_json_begin_array(r);
+    for (size_t i = 0; i < n; i++) {
+        const pgp_profile_t *p = v[i];
+        const char *rid = pgp_profile_request_id(p);
+        pgp_render_json_begin_object(r);
+        pgp_render_json_key(r, "id");
+        pgp_render_json_uint(r, pgp_profile_id(p));
+        pgp_render_json_key(r, "session_id");
+        pgp_render_json_uint(r, pgp_profile_session_id(p));
+        pgp_render_json_key(r, "label");
+        pgp_render_json_cstr(r, pgp_profile_label(p));
+        pgp_render_json_key(r, "request_id");
+        if (rid != NULL)
+            pgp_render_json_cstr(r, rid);
+        else
+            pgp_render_json_null(r);
+        pgp_render_json_key(r, "total_ms");
+        pgp_render_json_double(r, (double)pgp_profile_total_ns(p) / 1e6, 3);
+        pgp_render_json_key(r, "sql_ms");
+        pgp_render_json_double(r, (double)pgp_profile_sql_total_ns(p) / 1e6, 3);
+        pgp_render_json_key(r, "sql_count");
+        pgp_render_json_uint(r, pgp_profile_sql_count(p));
+        pgp_render_json_key(r, "n_plus_one");
+        pgp_render_json_uint(r, pgp_profile_finding_count(p));
+        pgp_render_json_key(r, "start");
+        pgp_render_json_time(r, pgp_profile_start_wall_ns(p));
+        pgp_render_json_end_object(r);
     }
     pgp_render_json_end_array(r);
     release(v, n);

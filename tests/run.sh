@@ -79,7 +79,7 @@ finish() { summary; exit $FAILED; }
 # ---------------------------------------------------------------- packages
 PACKAGES=(build-essential cmake pkg-config libuv1-dev check libpq-dev
           libsqlite3-dev sqlite3 libssl-dev postgresql-15 postgresql-client-15
-          python3-psycopg python3-asyncpg pgbouncer clang libclang-rt-14-dev libmicrohttpd-dev
+          python3-psycopg python3-psycopg2 python3-django python3-asyncpg pgbouncer clang libclang-rt-14-dev libmicrohttpd-dev
           prometheus)
 
 ensure_packages() {
@@ -121,7 +121,10 @@ configure_build() {   # configure_build DIR [cmake args...]
 }
 
 unit_tests() {   # unit_tests DIR
-    ctest --test-dir "$1" --output-on-failure -j "$JOBS" --timeout 300 </dev/null
+    # A throwaway PostgreSQL for the unit tests that need one (the slow
+    # log's postgres sink): pg_env.sh starts it, exports PGP_TEST_PG_DSN,
+    # runs ctest and removes it.
+    bash "$ROOT/tests/unit/pg_env.sh" "$1" --output-on-failure -j "$JOBS" --timeout 300 </dev/null
 }
 
 integration_tests() {   # integration_tests BINARY

@@ -30,6 +30,22 @@
 
 #ifndef PGP_MUST_CHECK
 #define PGP_MUST_CHECK __attribute__((warn_unused_result))
+/*
+ * The normalized texts of the aggregated findings, most recently seen
+ * first, at most limit (0 = all): a JSON array of strings (the dashboard's
+ * recent_n_plus_one).  Returns pgp_render_error(r) or PGP_RENDER_ENOMEM.
+ */
+PGP_MUST_CHECK int pgp_profile_store_render_findings_normalized(pgp_profile_store_t *s,
+                                                                size_t limit, pgp_render_t *r);
+
+/*
+ * The newest profiles, at most limit (0 acts as 1), in short: a JSON array
+ * of {"id","session_id","label","request_id","total_ms","sql_ms",
+ * "sql_count","n_plus_one","start"} (the dashboard's recent_profiles).
+ */
+PGP_MUST_CHECK int pgp_profile_store_render_summaries(pgp_profile_store_t *s, size_t limit,
+                                                      pgp_render_t *r);
+
 #endif
 
 #define PGP_STORE_MAX_FINDING_KEYS 1000u
@@ -112,8 +128,26 @@ PGP_MUST_CHECK int pgp_profile_store_render_session_findings(pgp_profile_store_t
  */
 typedef struct pgp_profile_store_stats {
     uint64_t requests_total, findings_total, held, evicted;
+    uint64_t profiled_queries_total;    /* sql_count of the profiles pushed (reset by clear) */
+    uint64_t requests_ever, findings_ever;   /* like the first two, never reset (metrics) */
 } pgp_profile_store_stats_t;
 
 void pgp_profile_store_stats(pgp_profile_store_t *s, pgp_profile_store_stats_t *out);
+
+/*
+ * The normalized texts of the aggregated findings, most recently seen
+ * first, at most limit (0 = all): a JSON array of strings (the dashboard's
+ * recent_n_plus_one).  Returns pgp_render_error(r) or PGP_RENDER_ENOMEM.
+ */
+PGP_MUST_CHECK int pgp_profile_store_render_findings_normalized(pgp_profile_store_t *s,
+                                                                size_t limit, pgp_render_t *r);
+
+/*
+ * The newest profiles, at most limit (0 acts as 1), in short: a JSON array
+ * of {"id","session_id","label","request_id","total_ms","sql_ms",
+ * "sql_count","n_plus_one","start"} (the dashboard's recent_profiles).
+ */
+PGP_MUST_CHECK int pgp_profile_store_render_summaries(pgp_profile_store_t *s, size_t limit,
+                                                      pgp_render_t *r);
 
 #endif
