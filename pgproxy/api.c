@@ -205,17 +205,17 @@ static int api_connections(pgp_api_t *api, const pgp_admin_request_t *req, const
     uint64_t id;
     if (tail[0] != '/' || parse_uint(tail + 1, UINT64_MAX / 10, &id) < 0)
         return not_found(resp, "no such connection");
-    pgp_render_t one;
-    pgp_render_init(&one, 64 * 1024);
-    int found = pgp_registry_render_one(reg, id, now, &one);
-    if (found <= 0) {
-        pgp_render_free(&one);
+    /* Look first, so a session that is gone is a clean 404 rather than half an object. */
+    pgp_render_t probe;
+    pgp_render_init(&probe, 64 * 1024);
+    int found = pgp_registry_render_one(reg, id, now, &probe);
+    pgp_render_free(&probe);
+    if (found <= 0)
         return found < 0 ? -1 : not_found(resp, "no such connection (not live)");
-    }
     pgp_render_json_begin_object(resp->body);
     pgp_render_json_key(resp->body, "connection");
-    pgp_render_append(resp->body, pgp_render_data(&one), pgp_render_len(&one));
-    pgp_render_free(&one);
+    if (pgp_registry_render_one(reg, id, now, resp->body) == 0)
+        pgp_render_json_null(resp->body);   /* it closed in between */
     pgp_render_json_key(resp->body, "n_plus_one");
     pgp_profile_store_t *store = pgp_observer_store(api->obs);
     int rc = 0;
