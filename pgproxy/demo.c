@@ -25,6 +25,7 @@
 #include <glob.h>
 #include <grp.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -48,9 +49,6 @@
  * What the demo promises next.  Update this one place as features land
  * (and drop it once the dashboard serves real profiles).
  */
-#define PGP_DEMO_NEXT_STEPS                                                  \
-    "(request profiles, N+1 findings, the slow-query log and the dashboard " \
-    "arrive with the next releases)"
 #define PGP_DEMO_ADMIN_PORT 9433
 
 #define PGP_DEMO_DEFAULT_PORT 6433
@@ -88,6 +86,8 @@ typedef struct demo {
     bool pg_start_tried;        /* pg_ctl start ran: stop it in cleanup */
     pid_t proxy_pid;            /* 0 when not running (or reaped) */
     bool proxy_failed;          /* died early, or a nonzero exit status */
+    char slow_db[PATH_MAX];     /* the sqlite slow-query log */
+    int slow_expected;          /* statements the workload made slow on purpose */
 } demo_t;
 
 /* ---- small helpers -------------------------------------------------- */
@@ -633,10 +633,14 @@ static int start_proxy(demo_t *d)
     if (fmt(listen, sizeof(listen), "127.0.0.1:%d", d->proxy_port) != 0 ||
         fmt(upstream, sizeof(upstream), "127.0.0.1:%d", d->pg_port) != 0 ||
         fmt(admin, sizeof(admin), "127.0.0.1:%d", d->admin_port) != 0 ||
-        fmt(log, sizeof(log), "%s/pgproxy.log", d->dir) != 0)
+        fmt(log, sizeof(log), "%s/pgproxy.log", d->dir) != 0 ||
+        fmt(d->slow_db, sizeof(d->slow_db), "%s/pgproxy.db", d->dir) != 0)
         return -1;
     char *argv[] = { "pgproxy", "--listen", listen, "--upstream", upstream,
                      "--admin", admin, NULL };
+    /* The slow-query log goes into the demo's directory (the child inherits this). */
+    if (setenv("PGPROXY_SLOW_LOG_SQLITE_PATH", d->slow_db, 1) != 0)
+        return -1;
     /* /proc/self/exe: the very binary running this demo, wherever it lives. */
     d->proxy_pid = spawn(d, "/proc/self/exe", argv, log, false, true);
     if (d->proxy_pid < 0) {
@@ -997,6 +1001,7 @@ static int run_workload(demo_t *d)
             k->note != NULL ? k->note : "");
         queries += r.queries;
         errors += r.errors;
+        d->slow_expected += script[i][0] == REPORT;
         slow += ms >= PGP_DEMO_SLOW_MS;
     }
     if (rc == 0)
@@ -1008,16 +1013,55 @@ static int run_workload(demo_t *d)
 
 /* ---- the end -------------------------------------------------------- */
 
-/* Where to look next: keep this the one place that says so. */
-static void print_where_to_look(const demo_t *d)
+/*
+ * Rows in the slow-query log's sqlite file, once the writer thread has
+ * caught up (it batches; give it a moment).  -1 when the file cannot be read.
+ */
+static int count_slow_rows(const demo_t *d, int expect)
 {
-    say("\nConnect through pgproxy:  psql \"postgresql://postgres@127.0.0.1:%d/postgres\"\n"
-        "Per-query statistics:     curl 'http://127.0.0.1:%d/debug/queries?order=total&limit=10'\n"
-        "Prometheus metrics:       curl http://127.0.0.1:%d/metrics\n"
+    int rows = -1;
+    double deadline = now_ms() + 3000;
+    do {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_open_v2(d->slow_db, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, "SELECT count(*) FROM hyper_slow_queries", -1, &st,
+                               NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            rows = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (rows >= expect)
+            break;
+        sleep_ms(100);
+    } while (now_ms() < deadline);
+    return rows;
+}
+
+/* Where to look next: keep this the one place that says so. */
+static void print_where_to_look(const demo_t *d, int slow_expected)
+{
+    int a = d->admin_port;
+    /* A request profile closes after profiling.request_gap_ms of quiet. */
+    sleep_ms(400);
+    int rows = count_slow_rows(d, slow_expected);
+    say("\nWhat pgproxy saw:\n"
+        "  Dashboard:              http://127.0.0.1:%d/debug/performance\n"
+        "  The N+1 (books#index):  curl http://127.0.0.1:%d/debug/n-plus-one\n"
+        "  Request profiles:       curl 'http://127.0.0.1:%d/debug/profiles?order=slowest&limit=5'\n"
+        "  One as a header line:   curl 'http://127.0.0.1:%d/debug/profiles/1?format=header'\n"
+        "  Flame graph:            http://127.0.0.1:%d/debug/flamegraph.svg\n"
+        "  Per-query statistics:   curl 'http://127.0.0.1:%d/debug/queries?order=total&limit=10'\n"
+        "  Prometheus metrics:     curl http://127.0.0.1:%d/metrics\n"
+        "  Slow-query log:         %d row%s in %s\n"
+        "      sqlite3 %s \\\n"
+        "        'SELECT sql_text, duration_ms FROM hyper_slow_queries "
+        "ORDER BY duration_ms DESC LIMIT 20'\n"
+        "\nConnect through pgproxy:  psql \"postgresql://postgres@127.0.0.1:%d/postgres\"\n"
         "Fingerprint some SQL:     echo \"SELECT * FROM books WHERE id = 7\" | pgproxy normalize\n"
-        "pgproxy log:              %s/pgproxy.log\n"
-        "%s\n",
-        d->proxy_port, d->admin_port, d->admin_port, d->dir, PGP_DEMO_NEXT_STEPS);
+        "pgproxy log:              %s/pgproxy.log\n",
+        a, a, a, a, a, a, a, rows < 0 ? 0 : rows, rows == 1 ? "" : "s", d->slow_db,
+        d->slow_db, d->proxy_port, d->dir);
 }
 
 static void wait_for_ctrl_c(demo_t *d)
@@ -1082,7 +1126,7 @@ int pgp_demo_main(int argc, char **argv)
     if (choose_ports(&d) != 0 || make_tempdir(&d) != 0 || start_postgres(&d) != 0 ||
         start_proxy(&d) != 0 || run_workload(&d) != 0)
         goto out;
-    print_where_to_look(&d);
+    print_where_to_look(&d, d.slow_expected);
     if (!d.no_wait && isatty(STDIN_FILENO))
         wait_for_ctrl_c(&d);
     code = d.proxy_failed ? 1 : 0;
