@@ -117,9 +117,18 @@ class Config:
         self.name, self.port, self.pid = name, port, pid
 
 
+# --workload slow10: ten statements per transaction, one of which sleeps 1 ms, so with
+# profiling.slow_query_threshold_ms = 1 a tenth of the statements are slow-query records.
+SLOW10_SCRIPT = "\n".join(
+    ["\\set aid random(1, 100000)"] +
+    ["SELECT abalance FROM pgbench_accounts WHERE aid = :aid;"] * 9 +
+    ["SELECT pg_sleep(0.001);"]) + "\n"
+WORKLOAD = {"name": "select", "script": None}
+
+
 def run_pgbench(cfg, mode, clients, seconds, dbname):
-    args = ["-n", "-S", "-M", mode, "-c", str(clients), "-j", str(clients),
-            "-T", str(seconds)]
+    args = ["-n", "-M", mode, "-c", str(clients), "-j", str(clients), "-T", str(seconds)]
+    args += ["-f", WORKLOAD["script"]] if WORKLOAD["script"] else ["-S"]
     t0 = h.proc_cpu_ticks(cfg.pid) if cfg.pid else None
     r = h.pgbench(cfg.port, args, dbname=dbname, timeout=seconds * 3 + 60)
     t1 = h.proc_cpu_ticks(cfg.pid) if cfg.pid else None
@@ -171,7 +180,12 @@ def main():
     ap.add_argument("--modes", default="simple,extended,prepared", help="pgbench -M modes")
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale (10)")
     ap.add_argument("--configs", default="direct,pgbouncer,pgproxy",
-                    help="comma list of direct, pgbouncer, pgproxy, pgproxy-noprof")
+                    help="comma list of direct, pgbouncer, pgproxy, pgproxy-noprof, "
+                         "pgproxy-pgsink (slow log into PostgreSQL), pgproxy-nosink "
+                         "(slow_log.sink = none)")
+    ap.add_argument("--workload", default="select", choices=("select", "slow10"),
+                    help="select: pgbench -S; slow10: 10 statements per transaction, one "
+                         "sleeping 1 ms (slow-log configs then log 10 %% of the statements)")
     ap.add_argument("--pgproxy", default=h.default_pgproxy_bin(), help="pgproxy binary")
     ap.add_argument("--out", help="also write the markdown table to this file")
     opts = ap.parse_args()
@@ -188,6 +202,11 @@ def main():
             log("note: no pgproxy binary at %s: skipping %s" % (opts.pgproxy, ", ".join(dropped)))
         wanted = [c for c in wanted if not c.startswith("pgproxy")]
     modes = opts.modes.split(",")
+    if opts.workload == "slow10":
+        fd, path = tempfile.mkstemp(prefix="pgproxy-bench-", suffix=".sql")
+        with os.fdopen(fd, "w") as f:
+            f.write(SLOW10_SCRIPT)
+        WORKLOAD.update(name="slow10", script=path)
     clients = [int(c) for c in opts.clients.split(",")]
 
     cluster = h.Cluster(name="pgproxy-bench")
@@ -195,6 +214,7 @@ def main():
     try:
         cluster.init()
         cluster.create_database("bench")
+        cluster.create_database("slowlog")
         r = h.pgbench(cluster.port, ["-i", "-s", str(opts.scale), "-q"], dbname="bench",
                       timeout=600)
         if r.returncode != 0:
@@ -207,8 +227,18 @@ def main():
                 b = PgBouncer(cluster).start()
                 started.append(b)
                 configs.append(Config("pgbouncer", b.port, b.pid))
-            elif name in ("pgproxy", "pgproxy-noprof"):
-                env = {"PGPROXY_PROFILING_ENABLED": "false"} if name == "pgproxy-noprof" else {}
+            elif name.startswith("pgproxy"):
+                env = {
+                    "pgproxy": {},
+                    "pgproxy-noprof": {"PGPROXY_PROFILING_ENABLED": "false"},
+                    "pgproxy-pgsink": {"PGPROXY_SLOW_LOG_SINK": "postgres",
+                                       "PGPROXY_SLOW_LOG_DSN": cluster.dsn(dbname="slowlog"),
+                                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
+                    "pgproxy-nosink": {"PGPROXY_SLOW_LOG_SINK": "none",
+                                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
+                }.get(name)
+                if env is None:
+                    raise SystemExit("unknown config %r" % name)
                 p = h.Proxy(cluster, binary=opts.pgproxy, env=env, log_level="warn",
                             name="pgproxy-bench").start()
                 started.append(p)
@@ -238,7 +268,8 @@ def main():
                     log("warning: %s\n%s" % (e, p.stderr()[-4000:]))
 
         lines = [
-            "### Relay throughput: pgbench -S, %d s runs x %d, interleaved" % (
+            "### Relay throughput: pgbench %s, %d s runs x %d, interleaved" % (
+                "-S" if opts.workload == "select" else "slow10 (10 statements/tx, 1 sleeps 1 ms)",
                 opts.seconds, opts.runs),
             "",
             machine_info(h.REPO, opts.pgproxy if have_pgproxy else None) + "; scale %d." % opts.scale,
