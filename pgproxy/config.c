@@ -84,6 +84,7 @@ static const cfg_key_t keys[] = {
     KEY(admin, token, PGP_TOML_STRING, ""),
     KEY(admin, dashboard_path, PGP_TOML_STRING, "/debug/performance",
         .check = check_dashboard_path, .preset = true),
+    KEY(admin, console_users, PGP_TOML_ARRAY, ""),
     KEY(log, level, PGP_TOML_STRING, "info", .choices = log_levels),
     KEY(log, format, PGP_TOML_STRING, "text", .choices = log_formats),
 };

@@ -37,7 +37,7 @@ typedef struct pgp_endpoint {
     bool is_socket_file;  /* is_unix only: host is the socket file itself ("unix:" form), port unused */
 } pgp_endpoint_t;
 
-/* A list of strings for array keys (e.g. admin.console_users, not yet built). */
+/* A list of strings for array keys (admin.console_users, profiling.n_plus_one_ignore). */
 typedef struct pgp_config_strlist {
     char **items;     /* owned, each NUL-terminated */
     size_t count;
@@ -80,6 +80,8 @@ typedef struct pgp_config {
         char *token;    /* "": no auth; else HTTP needs "Authorization: Bearer <token>" */
         char *dashboard_path;   /* (preset) dev "/debug/performance", prod "": HTML dashboard
                                    path ("" disables; JSON at <path>/json) */
+        pgp_config_strlist_t console_users;  /* []: who may use the SQL console (database
+                                                "pgproxy"); empty = any user, loopback only */
     } admin;
     struct {
         char *level;    /* "info": debug|info|warn|error */

@@ -57,6 +57,9 @@ static void assert_cfg_eq(const pgp_config_t *a, const pgp_config_t *b)
     ck_assert_int_eq(a->slow_log.queue_size, b->slow_log.queue_size);
     ck_assert_int_eq(a->slow_log.retention_rows, b->slow_log.retention_rows);
     ck_assert_str_eq(a->admin.dashboard_path, b->admin.dashboard_path);
+    ck_assert_uint_eq(a->admin.console_users.count, b->admin.console_users.count);
+    for (size_t i = 0; i < a->admin.console_users.count; i++)
+        ck_assert_str_eq(a->admin.console_users.items[i], b->admin.console_users.items[i]);
     ck_assert_str_eq(a->admin.listen, b->admin.listen);
     assert_ep_eq(&a->admin.listen_ep, &b->admin.listen_ep);
     ck_assert_int_eq(a->admin.enabled, b->admin.enabled);
@@ -91,6 +94,7 @@ static const struct { const char *key, *value; } every_key_changed[] = {
     { "admin.listen", "127.0.0.4:3333" },
     { "admin.token", "s3cret" },
     { "admin.dashboard_path", "/perf" },
+    { "admin.console_users", "ops, dba" },
     { "log.level", "error" },
     { "log.format", "json" },
 };
@@ -177,6 +181,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.slow_log.queue_size, 10000);
     ck_assert_int_eq(cfg.slow_log.retention_rows, 1000000);
     ck_assert_str_eq(cfg.admin.dashboard_path, "/debug/performance");
+    ck_assert_uint_eq(cfg.admin.console_users.count, 0);
     ck_assert_str_eq(cfg.admin.listen, "127.0.0.1:9433");
     ck_assert_str_eq(cfg.admin.token, "");
     ck_assert(cfg.admin.enabled);
