@@ -270,12 +270,6 @@ static int api_flame_svg(pgp_api_t *api, const pgp_admin_request_t *req, const c
 
 /* ---- the dashboard ------------------------------------------------------------ */
 
-static void kv_uint(pgp_render_t *r, const char *k, uint64_t v)
-{
-    pgp_render_json_key(r, k);
-    pgp_render_json_uint(r, v);
-}
-
 static int dashboard_json(pgp_api_t *api, pgp_render_t *r)
 {
     pgp_profile_store_t *store = pgp_observer_store(api->obs);
@@ -299,13 +293,13 @@ static int dashboard_json(pgp_api_t *api, pgp_render_t *r)
     pgp_render_json_key(r, "uptime_s");
     pgp_render_json_double(r, now > api->started_wall_ns
                                   ? (double)(now - api->started_wall_ns) / 1e9 : 0.0, 1);
-    kv_uint(r, "total_requests", ps.requests_total);
-    kv_uint(r, "total_queries", queries);
+    pgp_render_json_kv_uint(r, "total_requests", ps.requests_total);
+    pgp_render_json_kv_uint(r, "total_queries", queries);
     pgp_render_json_key(r, "avg_queries_per_request");
     pgp_render_json_double(r, ps.requests_total ? (double)ps.profiled_queries_total /
                                                       (double)ps.requests_total : 0.0, 2);
-    kv_uint(r, "slow_query_count", ss.submitted_total);
-    kv_uint(r, "n_plus_one_count", ps.findings_total);
+    pgp_render_json_kv_uint(r, "slow_query_count", ss.submitted_total);
+    pgp_render_json_kv_uint(r, "n_plus_one_count", ps.findings_total);
     pgp_render_json_key(r, "recent_slow_queries");
     if (log != NULL)
         rc |= pgp_slowlog_render_recent(log, API_DASH_LIMIT, r);

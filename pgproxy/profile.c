@@ -991,39 +991,11 @@ void pgp_profile_render_duration(pgp_render_t *r, uint64_t ns)
     }
 }
 
-static void put_digits(pgp_render_t *r, unsigned v, int width)
-{
-    char d[8];
-    for (int i = width - 1; i >= 0; i--) {
-        d[i] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    pgp_render_append(r, d, (size_t)width);
-}
-
 void pgp_profile_render_iso_time(pgp_render_t *r, uint64_t wall_ns)
 {
-    time_t secs = (time_t)(wall_ns / 1000000000u);
-    unsigned ms = (unsigned)(wall_ns / 1000000u % 1000u);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL) {
-        pgp_render_str(r, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    put_digits(r, (unsigned)(tm.tm_year + 1900), 4);
-    pgp_render_char(r, '-');
-    put_digits(r, (unsigned)(tm.tm_mon + 1), 2);
-    pgp_render_char(r, '-');
-    put_digits(r, (unsigned)tm.tm_mday, 2);
-    pgp_render_char(r, 'T');
-    put_digits(r, (unsigned)tm.tm_hour, 2);
-    pgp_render_char(r, ':');
-    put_digits(r, (unsigned)tm.tm_min, 2);
-    pgp_render_char(r, ':');
-    put_digits(r, (unsigned)tm.tm_sec, 2);
-    pgp_render_char(r, '.');
-    put_digits(r, ms, 3);
-    pgp_render_char(r, 'Z');
+    char buf[PGP_RENDER_TIME_BYTES];
+    size_t n = pgp_render_format_time(wall_ns, buf);
+    pgp_render_append(r, buf, n);
 }
 
 static void json_fp(pgp_render_t *r, uint64_t fp)
@@ -1084,28 +1056,16 @@ void pgp_profile_render_finding_fields(const pgp_nplus1_finding_t *f, pgp_render
     pgp_render_json_uint(r, f->estimated_saving_ns);
 }
 
-static void json_key_str(pgp_render_t *r, const char *key, const char *val)
-{
-    pgp_render_json_key(r, key);
-    pgp_render_json_cstr(r, val);
-}
-
-static void json_key_uint(pgp_render_t *r, const char *key, uint64_t v)
-{
-    pgp_render_json_key(r, key);
-    pgp_render_json_uint(r, v);
-}
-
 int pgp_profile_render_json(const pgp_profile_t *p, pgp_render_t *r)
 {
     pgp_render_json_begin_object(r);
-    json_key_uint(r, "id", p->id);
-    json_key_uint(r, "session_id", p->session_id);
-    json_key_str(r, "request_id", pgp_profile_request_id(p));
-    json_key_str(r, "source", pgp_profile_source_name(p->source));
+    pgp_render_json_kv_uint(r, "id", p->id);
+    pgp_render_json_kv_uint(r, "session_id", p->session_id);
+    pgp_render_json_kv_str(r, "request_id", pgp_profile_request_id(p));
+    pgp_render_json_kv_str(r, "source", pgp_profile_source_name(p->source));
     pgp_render_json_key(r, "inferred");
     pgp_render_json_bool(r, p->source == PGP_PROFILE_SOURCE_INFERRED);
-    json_key_str(r, "label", p->label);
+    pgp_render_json_kv_str(r, "label", p->label);
     pgp_render_json_key(r, "tags");
     pgp_render_json_begin_object(r);
     for (uint32_t i = 0; i < p->tags.count; i++) {
@@ -1118,27 +1078,24 @@ int pgp_profile_render_json(const pgp_profile_t *p, pgp_render_t *r)
         pgp_render_json_string(r, p->tags.buf + t->val_off, t->val_len);
     }
     pgp_render_json_end_object(r);
-    json_key_str(r, "database", p->database);
-    json_key_str(r, "user", p->user);
-    json_key_str(r, "application_name", p->application_name);
-    json_key_str(r, "client_addr", p->client_addr);
+    pgp_render_json_kv_str(r, "database", p->database);
+    pgp_render_json_kv_str(r, "user", p->user);
+    pgp_render_json_kv_str(r, "application_name", p->application_name);
+    pgp_render_json_kv_str(r, "client_addr", p->client_addr);
     pgp_render_json_key(r, "start");
-    pgp_render_t tmp;
-    pgp_render_init(&tmp, 64);
-    pgp_profile_render_iso_time(&tmp, p->start_wall_ns);
-    pgp_render_json_string(r, pgp_render_data(&tmp), pgp_render_len(&tmp));
-    pgp_render_free(&tmp);
-    json_key_uint(r, "total_ns", p->total_ns);
+    pgp_render_json_time(r, p->start_wall_ns);
+    pgp_render_json_kv_uint(r, "total_ns", p->total_ns);
     pgp_render_json_key(r, "total");
+    pgp_render_t tmp;
     pgp_render_init(&tmp, 64);
     pgp_profile_render_duration(&tmp, p->total_ns);
     pgp_render_json_string(r, pgp_render_data(&tmp), pgp_render_len(&tmp));
     pgp_render_free(&tmp);
-    json_key_uint(r, "sql_total_ns", p->sql_total_ns);
-    json_key_uint(r, "sql_count", p->sql_count);
-    json_key_uint(r, "app_ns", p->app_ns);
-    json_key_uint(r, "events_dropped", p->events_dropped);
-    json_key_uint(r, "text_dropped_bytes", p->text_dropped_bytes);
+    pgp_render_json_kv_uint(r, "sql_total_ns", p->sql_total_ns);
+    pgp_render_json_kv_uint(r, "sql_count", p->sql_count);
+    pgp_render_json_kv_uint(r, "app_ns", p->app_ns);
+    pgp_render_json_kv_uint(r, "events_dropped", p->events_dropped);
+    pgp_render_json_kv_uint(r, "text_dropped_bytes", p->text_dropped_bytes);
     pgp_render_json_key(r, "queries");
     pgp_render_json_begin_array(r);
     for (uint32_t i = 0; i < p->nevents; i++) {
@@ -1150,17 +1107,17 @@ int pgp_profile_render_json(const pgp_profile_t *p, pgp_render_t *r)
         pgp_render_json_string(r, e->normalized, e->normalized_len);
         pgp_render_json_key(r, "fingerprint");
         json_fp(r, e->fingerprint);
-        json_key_uint(r, "duration_ns", e->duration_ns);
+        pgp_render_json_kv_uint(r, "duration_ns", e->duration_ns);
         pgp_render_json_key(r, "duration");
         pgp_render_init(&tmp, 64);
         pgp_profile_render_duration(&tmp, e->duration_ns);
         pgp_render_json_string(r, pgp_render_data(&tmp), pgp_render_len(&tmp));
         pgp_render_free(&tmp);
-        json_key_uint(r, "rows", e->rows);
-        json_key_str(r, "sqlstate", e->sqlstate[0] != '\0' ? e->sqlstate : NULL);
+        pgp_render_json_kv_uint(r, "rows", e->rows);
+        pgp_render_json_kv_str(r, "sqlstate", e->sqlstate[0] != '\0' ? e->sqlstate : NULL);
         pgp_render_json_key(r, "pipelined");
         pgp_render_json_bool(r, e->pipelined);
-        json_key_uint(r, "offset_ns",
+        pgp_render_json_kv_uint(r, "offset_ns",
                       e->start_ns >= p->first_start_ns ? e->start_ns - p->first_start_ns : 0);
         pgp_render_json_key(r, "sql_truncated");
         pgp_render_json_bool(r, e->sql_truncated);

@@ -156,37 +156,25 @@ size_t pgp_registry_snapshot(pgp_registry_t *r, pgp_conn_row_t *rows, size_t cap
     return n;
 }
 
-static void kv_str(pgp_render_t *out, const char *k, const char *v)
-{
-    pgp_render_json_key(out, k);
-    pgp_render_json_cstr(out, v);
-}
-
-static void kv_uint(pgp_render_t *out, const char *k, uint64_t v)
-{
-    pgp_render_json_key(out, k);
-    pgp_render_json_uint(out, v);
-}
-
 static void render_row(const pgp_conn_row_t *row, uint64_t now_wall_ns, pgp_render_t *out)
 {
     pgp_render_json_begin_object(out);
-    kv_uint(out, "id", row->id);
-    kv_str(out, "user", row->user);
-    kv_str(out, "database", row->database);
-    kv_str(out, "application_name", row->application_name);
-    kv_str(out, "client_addr", row->client_addr);
-    kv_str(out, "state", pgp_conn_state_name(row->state));
+    pgp_render_json_kv_uint(out, "id", row->id);
+    pgp_render_json_kv_str(out, "user", row->user);
+    pgp_render_json_kv_str(out, "database", row->database);
+    pgp_render_json_kv_str(out, "application_name", row->application_name);
+    pgp_render_json_kv_str(out, "client_addr", row->client_addr);
+    pgp_render_json_kv_str(out, "state", pgp_conn_state_name(row->state));
     pgp_render_json_key(out, "connected_at");
     pgp_render_json_time(out, row->connected_wall_ns);
     pgp_render_json_key(out, "connected_s");
     pgp_render_json_double(out, now_wall_ns > row->connected_wall_ns
                                     ? (double)(now_wall_ns - row->connected_wall_ns) / 1e9
                                     : 0.0, 3);
-    kv_uint(out, "queries", row->queries);
-    kv_uint(out, "errors", row->errors);
-    kv_uint(out, "requests", row->requests);
-    kv_uint(out, "n_plus_one", row->n_plus_one);
+    pgp_render_json_kv_uint(out, "queries", row->queries);
+    pgp_render_json_kv_uint(out, "errors", row->errors);
+    pgp_render_json_kv_uint(out, "requests", row->requests);
+    pgp_render_json_kv_uint(out, "n_plus_one", row->n_plus_one);
     pgp_render_json_end_object(out);
 }
 

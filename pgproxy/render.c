@@ -681,3 +681,15 @@ void pgp_render_json_time(pgp_render_t *r, uint64_t wall_ns)
     size_t n = pgp_render_format_time(wall_ns, buf);
     pgp_render_json_string(r, buf, n);
 }
+
+void pgp_render_json_kv_str(pgp_render_t *r, const char *key, const char *val)
+{
+    pgp_render_json_key(r, key);
+    pgp_render_json_cstr(r, val);
+}
+
+void pgp_render_json_kv_uint(pgp_render_t *r, const char *key, uint64_t v)
+{
+    pgp_render_json_key(r, key);
+    pgp_render_json_uint(r, v);
+}

@@ -673,12 +673,6 @@ void pgp_slowlog_clear_recent(pgp_slowlog_t *log)
     pthread_mutex_unlock(&log->mu);
 }
 
-static void json_opt_cstr(pgp_render_t *r, const char *key, const char *v)
-{
-    pgp_render_json_key(r, key);
-    pgp_render_json_cstr(r, v);
-}
-
 static void render_record(pgp_render_t *r, const pgp_sink_record_t *rec)
 {
     char ts[40], fp[17];
@@ -698,20 +692,20 @@ static void render_record(pgp_render_t *r, const pgp_sink_record_t *rec)
         pgp_render_json_string(r, rec->normalized_sql, rec->normalized_len);
     else
         pgp_render_json_null(r);
-    json_opt_cstr(r, "database", rec->database_name);
-    json_opt_cstr(r, "user", rec->user_name);
-    json_opt_cstr(r, "application_name", rec->application_name);
-    json_opt_cstr(r, "client_addr", rec->client_addr);
+    pgp_render_json_kv_str(r, "database", rec->database_name);
+    pgp_render_json_kv_str(r, "user", rec->user_name);
+    pgp_render_json_kv_str(r, "application_name", rec->application_name);
+    pgp_render_json_kv_str(r, "client_addr", rec->client_addr);
     pgp_render_json_key(r, "session_id");
     pgp_render_json_uint(r, rec->session_id);
-    json_opt_cstr(r, "request_id", rec->request_id);
-    json_opt_cstr(r, "request_label", rec->request_label);
+    pgp_render_json_kv_str(r, "request_id", rec->request_id);
+    pgp_render_json_kv_str(r, "request_label", rec->request_label);
     pgp_render_json_key(r, "rows");
     if (rec->rows >= 0)
         pgp_render_json_int(r, rec->rows);
     else
         pgp_render_json_null(r);
-    json_opt_cstr(r, "sqlstate", rec->sqlstate);
+    pgp_render_json_kv_str(r, "sqlstate", rec->sqlstate);
     pgp_render_json_key(r, "params");
     if (rec->params_summary != NULL)
         pgp_render_json_string(r, rec->params_summary, rec->params_summary_len);

@@ -485,11 +485,6 @@ static void json_fp(pgp_render_t *r, uint64_t fp)
     pgp_render_json_string(r, hex, 16);
 }
 
-static void json_iso(pgp_render_t *r, uint64_t wall_ns)
-{
-    pgp_render_json_time(r, wall_ns);
-}
-
 int pgp_profile_store_render_findings(pgp_profile_store_t *s, size_t limit, pgp_render_t *r)
 {
     agg_rank_t *rank = malloc(PGP_STORE_MAX_FINDING_KEYS * sizeof(*rank));
@@ -547,7 +542,7 @@ int pgp_profile_store_render_findings(pgp_profile_store_t *s, size_t limit, pgp_
         pgp_render_json_key(r, "estimated_saving_ns");
         pgp_render_json_uint(r, a->saving_ns);
         pgp_render_json_key(r, "last_seen");
-        json_iso(r, a->last_seen_wall_ns);
+        pgp_render_json_time(r, a->last_seen_wall_ns);
         pgp_render_json_key(r, "last_profile_id");
         pgp_render_json_uint(r, a->last_profile_id);
         pgp_render_json_end_object(r);
@@ -578,7 +573,7 @@ int pgp_profile_store_render_session_findings(pgp_profile_store_t *s, uint64_t s
             pgp_render_json_key(r, "label");
             pgp_render_json_cstr(r, pgp_profile_label(v[i]));
             pgp_render_json_key(r, "start");
-            json_iso(r, pgp_profile_start_wall_ns(v[i]));
+            pgp_render_json_time(r, pgp_profile_start_wall_ns(v[i]));
             pgp_profile_render_finding_fields(&f[j], r);
             pgp_render_json_end_object(r);
         }

@@ -127,6 +127,9 @@ void pgp_render_json_uint(pgp_render_t *r, uint64_t v);
 /* A number with `decimals` digits (see pgp_render_double_trim); NaN and infinities write null. */
 void pgp_render_json_double(pgp_render_t *r, double v, int decimals);
 void pgp_render_json_bool(pgp_render_t *r, bool v);
+/* "key": value members of the object being written (a NULL string is null). */
+void pgp_render_json_kv_str(pgp_render_t *r, const char *key, const char *val);
+void pgp_render_json_kv_uint(pgp_render_t *r, const char *key, uint64_t v);
 /* A Unix-epoch nanosecond time as an ISO-8601 UTC string with milliseconds:
  * "2026-11-26T10:00:00.123Z". */
 void pgp_render_json_time(pgp_render_t *r, uint64_t wall_ns);
