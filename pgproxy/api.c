@@ -12,6 +12,7 @@
  */
 #include "pgproxy/api.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -390,5 +391,67 @@ int pgp_api_route(void *ud, const pgp_admin_request_t *req, pgp_admin_response_t
         if (tail != NULL)
             return api_dashboard(api, req, tail, resp);
     }
+    return 0;
+}
+
+/* ---- the SQL console's data (console.h providers; any thread) ---------------------- */
+
+static int config_member(void *ud, const char *section, const char *name, const char *value)
+{
+    pgp_render_t *r = ud;
+    char key[128];
+    snprintf(key, sizeof(key), "%s.%s", section, name);
+    pgp_render_json_kv_str(r, key, value);
+    return 0;
+}
+
+int pgp_api_console_json(void *ud, pgp_console_source_t src, pgp_render_t *out)
+{
+    pgp_api_t *api = ud;
+    pgp_profile_store_t *store = pgp_observer_store(api->obs);
+    pgp_slowlog_t *log = pgp_observer_slowlog(api->obs);
+    pgp_registry_t *reg = pgp_observer_registry(api->obs);
+    uint64_t now = pgp_clock_to_wall_ns(pgp_clock_now());
+    switch (src) {
+    case PGP_CONSOLE_STATS:
+        return pgp_observer_render_stats(api->obs, out);
+    case PGP_CONSOLE_QUERIES:
+        return pgp_observer_render_top(api->obs, "total", API_DEFAULT_LIMIT, out);
+    case PGP_CONSOLE_SLOW_QUERIES:
+        if (log == NULL)
+            break;
+        return pgp_slowlog_render_recent(log, API_DEFAULT_LIMIT, out) ? -1 : 0;
+    case PGP_CONSOLE_N_PLUS_ONE:
+        if (store == NULL)
+            break;
+        return pgp_profile_store_render_findings(store, API_DEFAULT_LIMIT, out) ? -1 : 0;
+    case PGP_CONSOLE_CONNECTIONS:
+        if (reg == NULL)
+            break;
+        return pgp_registry_render_list(reg, API_MAX_LIMIT, now, out);
+    case PGP_CONSOLE_PROFILES:
+        if (store == NULL)
+            break;
+        return pgp_profile_store_render_summaries(store, API_DEFAULT_LIMIT, out) ? -1 : 0;
+    case PGP_CONSOLE_CONFIG:
+        if (api->cfg == NULL)
+            break;
+        pgp_render_json_begin_object(out);
+        if (pgp_config_foreach(api->cfg, config_member, out) != 0)
+            return -1;
+        pgp_render_json_end_object(out);
+        return pgp_render_error(out) ? -1 : 0;
+    case PGP_CONSOLE_SOURCE_COUNT_:
+        break;
+    }
+    /* Profiling is off: an empty table rather than an error. */
+    pgp_render_str(out, "[]");
+    return 0;
+}
+
+int pgp_api_console_reset(void *ud)
+{
+    pgp_api_t *api = ud;
+    pgp_observer_reset_stats(api->obs);
     return 0;
 }

@@ -35,6 +35,7 @@ typedef struct cfg_key {
     int (*check)(const char *value, char *what, size_t whatlen);   /* STRING: extra check */
     const char *env_alias;     /* extra environment name, or NULL */
     bool preset;               /* default comes from profiling.preset (see apply_preset) */
+    bool secret;               /* STRING: pgp_config_foreach hides a non-empty value */
 } cfg_key_t;
 
 #define KEY(sec, key, ty, def_, ...)                                           \
@@ -76,12 +77,12 @@ static const cfg_key_t keys[] = {
     KEY(profiling, n_plus_one_ignore, PGP_TOML_ARRAY, ""),
     KEY(slow_log, sink, PGP_TOML_STRING, "sqlite", .choices = sinks),
     KEY(slow_log, sqlite_path, PGP_TOML_STRING, "pgproxy.db"),
-    KEY(slow_log, dsn, PGP_TOML_STRING, ""),
+    KEY(slow_log, dsn, PGP_TOML_STRING, "", .secret = true),
     KEY(slow_log, queue_size, PGP_TOML_INTEGER, "10000", .min = 1, .max = 10000000),
     KEY(slow_log, retention_rows, PGP_TOML_INTEGER, "1000000", .min = 0,
         .max = 1000000000000),
     KEY(admin, listen, PGP_TOML_STRING, "127.0.0.1:9433", .check = check_admin_listen),
-    KEY(admin, token, PGP_TOML_STRING, ""),
+    KEY(admin, token, PGP_TOML_STRING, "", .secret = true),
     KEY(admin, dashboard_path, PGP_TOML_STRING, "/debug/performance",
         .check = check_dashboard_path, .preset = true),
     KEY(admin, console_users, PGP_TOML_ARRAY, ""),
@@ -930,6 +931,40 @@ int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Write k's value as TOML. */
+static void write_value(const pgp_config_t *cfg, const cfg_key_t *k, FILE *f)
+{
+    pgp_toml_value_t v = { .type = k->type };
+    switch (k->type) {
+    case PGP_TOML_STRING:
+        pgp_toml_write_string(f, *(char *const *)cslot(cfg, k));
+        break;
+    case PGP_TOML_INTEGER:
+        v.u.i = *(const int64_t *)cslot(cfg, k);
+        pgp_toml_write_value(f, &v);
+        break;
+    case PGP_TOML_FLOAT:
+        v.u.f = *(const double *)cslot(cfg, k);
+        pgp_toml_write_value(f, &v);
+        break;
+    case PGP_TOML_BOOL:
+        v.u.b = *(const bool *)cslot(cfg, k);
+        pgp_toml_write_value(f, &v);
+        break;
+    case PGP_TOML_ARRAY: {
+        const pgp_config_strlist_t *l = cslot(cfg, k);
+        fputc('[', f);
+        for (size_t j = 0; j < l->count; j++) {
+            if (j > 0)
+                fputs(", ", f);
+            pgp_toml_write_string(f, l->items[j]);
+        }
+        fputc(']', f);
+        break;
+    }
+    }
+}
+
 void pgp_config_dump(const pgp_config_t *cfg, FILE *f)
 {
     fputs("# pgproxy effective configuration (defaults < file < environment < flags)\n", f);
@@ -938,37 +973,38 @@ void pgp_config_dump(const pgp_config_t *cfg, FILE *f)
         if (is_section_start(i))
             fprintf(f, "\n[%s]\n", k->section);
         fprintf(f, "%s = ", k->name);
-        pgp_toml_value_t v = { .type = k->type };
-        switch (k->type) {
-        case PGP_TOML_STRING:
-            pgp_toml_write_string(f, *(char *const *)cslot(cfg, k));
-            break;
-        case PGP_TOML_INTEGER:
-            v.u.i = *(const int64_t *)cslot(cfg, k);
-            pgp_toml_write_value(f, &v);
-            break;
-        case PGP_TOML_FLOAT:
-            v.u.f = *(const double *)cslot(cfg, k);
-            pgp_toml_write_value(f, &v);
-            break;
-        case PGP_TOML_BOOL:
-            v.u.b = *(const bool *)cslot(cfg, k);
-            pgp_toml_write_value(f, &v);
-            break;
-        case PGP_TOML_ARRAY: {
-            const pgp_config_strlist_t *l = cslot(cfg, k);
-            fputc('[', f);
-            for (size_t j = 0; j < l->count; j++) {
-                if (j > 0)
-                    fputs(", ", f);
-                pgp_toml_write_string(f, l->items[j]);
-            }
-            fputc(']', f);
-            break;
-        }
-        }
+        write_value(cfg, k, f);
         fputc('\n', f);
     }
+}
+
+int pgp_config_foreach(const pgp_config_t *cfg, pgp_config_visit_fn fn, void *ud)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const cfg_key_t *k = &keys[i];
+        char *text = NULL;
+        size_t len = 0;
+        if (k->secret && (*(char *const *)cslot(cfg, k))[0] != '\0') {
+            text = strdup("\"(set, not shown)\"");
+            len = text ? strlen(text) : 0;
+        } else {
+            FILE *f = open_memstream(&text, &len);
+            if (f == NULL)
+                return -1;
+            write_value(cfg, k, f);
+            if (fclose(f) != 0) {
+                free(text);
+                return -1;
+            }
+        }
+        if (text == NULL)
+            return -1;
+        int rc = fn(ud, k->section, k->name, text);
+        free(text);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int check_listen(const char *value, char *what, size_t whatlen)

@@ -286,8 +286,10 @@ static int run_proxy(const config_sources_t *src)
     pgp_server_t srv;
     if (pgp_server_start(&srv, &loop, &cfg, obs, on_reload, &ctx) != 0)
         goto out;
-    admin_ctx_t actx = { obs, &cfg, { obs, cfg.admin.dashboard_path,
+    admin_ctx_t actx = { obs, &cfg, { obs, &cfg, cfg.admin.dashboard_path,
                                       pgp_clock_to_wall_ns(pgp_clock_now()) } };
+    pgp_console_providers_t console = { &actx.api, pgp_api_console_json, pgp_api_console_reset };
+    srv.console = &console;
     if (cfg.admin.enabled) {
         pgp_admin_providers_t prov;
         memset(&prov, 0, sizeof(prov));

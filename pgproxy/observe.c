@@ -38,6 +38,9 @@ struct pgp_observer {
     _Atomic uint64_t query_errors_total;
     _Atomic uint64_t observations_dropped_total;
     pgp_histogram_prom_t duration;   /* written by the loop thread only */
+    /* SHOW STATS counts from the last RESET STATS: the counters' values then. */
+    _Atomic uint64_t base_queries, base_errors, base_requests, base_findings, base_slow;
+    _Atomic uint64_t reset_wall_ns;
 };
 
 pgp_observer_t *pgp_observer_create(size_t max_sql_bytes, size_t max_entries)
@@ -436,4 +439,75 @@ int pgp_observer_render_histogram(pgp_observer_t *o, pgp_render_t *r)
     json_ms(r, "sum_ms", (double)v.sum_ns);
     pgp_render_json_end_object(r);
     return pgp_render_error(r) ? -1 : 0;
+}
+
+static void stat_kv(pgp_render_t *r, const char *k, uint64_t now, _Atomic uint64_t *base)
+{
+    uint64_t b = load(base);
+    pgp_render_json_kv_uint(r, k, now >= b ? now - b : 0);
+}
+
+int pgp_observer_render_stats(pgp_observer_t *o, pgp_render_t *r)
+{
+    pgp_observe_conn_stats_t *c = &o->conn;
+    pgp_profile_store_stats_t ps;
+    pgp_slowlog_stats_t ss;
+    pgp_digest_totals_t dt;
+    memset(&ps, 0, sizeof(ps));
+    memset(&ss, 0, sizeof(ss));
+    if (o->store != NULL)
+        pgp_profile_store_stats(o->store, &ps);
+    if (o->slowlog != NULL)
+        pgp_slowlog_get_stats(o->slowlog, &ss);
+    pgp_digest_totals(o->digests, &dt);
+    pgp_render_json_begin_object(r);
+    stat_kv(r, "queries", load(&o->queries_total), &o->base_queries);
+    stat_kv(r, "query_errors", load(&o->query_errors_total), &o->base_errors);
+    stat_kv(r, "requests", ps.requests_ever, &o->base_requests);
+    stat_kv(r, "n_plus_one_findings", ps.findings_ever, &o->base_findings);
+    stat_kv(r, "slow_queries", ss.submitted_total, &o->base_slow);
+    pgp_render_json_kv_uint(r, "fingerprints", dt.entries);
+    pgp_render_json_kv_uint(r, "profiles_held", ps.held);
+    pgp_render_json_kv_uint(r, "client_connections", load(&c->client_connections));
+    pgp_render_json_kv_uint(r, "server_connections", load(&c->server_connections));
+    pgp_render_json_kv_uint(r, "connections_total", load(&c->connections_total));
+    pgp_render_json_kv_uint(r, "connections_refused", load(&c->connections_refused));
+    pgp_render_json_kv_uint(r, "bytes_client_to_server", load(&c->bytes_client_to_server));
+    pgp_render_json_kv_uint(r, "bytes_server_to_client", load(&c->bytes_server_to_client));
+    pgp_render_json_kv_uint(r, "slow_log_queue_depth", ss.queue_depth);
+    pgp_render_json_kv_uint(r, "slow_log_written", ss.written_total);
+    pgp_render_json_kv_uint(r, "slow_log_dropped", ss.dropped_total);
+    pgp_render_json_kv_str(r, "slow_log_sink", ss.sink_up ? "up" : o->slowlog ? "down" : "none");
+    pgp_render_json_kv_uint(r, "observations_dropped", load(&o->observations_dropped_total));
+    pgp_render_json_key(r, "since");
+    uint64_t since = load(&o->reset_wall_ns);
+    if (since != 0)
+        pgp_render_json_time(r, since);
+    else
+        pgp_render_json_cstr(r, "start");
+    pgp_render_json_end_object(r);
+    return pgp_render_error(r) ? -1 : 0;
+}
+
+void pgp_observer_reset_stats(pgp_observer_t *o)
+{
+    pgp_profile_store_stats_t ps;
+    pgp_slowlog_stats_t ss;
+    memset(&ps, 0, sizeof(ps));
+    memset(&ss, 0, sizeof(ss));
+    if (o->store != NULL) {
+        pgp_profile_store_stats(o->store, &ps);
+        pgp_profile_store_clear(o->store);
+    }
+    if (o->slowlog != NULL) {
+        pgp_slowlog_get_stats(o->slowlog, &ss);
+        pgp_slowlog_clear_recent(o->slowlog);
+    }
+    pgp_digest_reset(o->digests);
+    atomic_store(&o->base_queries, load(&o->queries_total));
+    atomic_store(&o->base_errors, load(&o->query_errors_total));
+    atomic_store(&o->base_requests, ps.requests_ever);
+    atomic_store(&o->base_findings, ps.findings_ever);
+    atomic_store(&o->base_slow, ss.submitted_total);
+    atomic_store(&o->reset_wall_ns, pgp_clock_to_wall_ns(pgp_clock_now()));
 }

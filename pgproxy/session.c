@@ -17,10 +17,12 @@
  */
 #include "pgproxy/session.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgproxy/cconn.h"
 #include "pgproxy/clock.h"
 #include "pgproxy/dial.h"
 #include "pgproxy/log.h"
@@ -34,6 +36,8 @@
 /* A request profile keeps this many statements and bytes of SQL text (then counts drops). */
 #define PGP_SESSION_PROFILE_MAX_EVENTS 1000u
 #define PGP_SESSION_PROFILE_TEXT_BYTES (64u * 1024u)
+/* A console answer is capped here (console.c ends a longer result cleanly). */
+#define PGP_SESSION_CONSOLE_OUTPUT_BYTES (16u * 1024u * 1024u)
 /* How long a client may take to send its startup packet (PostgreSQL's authentication_timeout). */
 #define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
 /* How long closing may wait for queued bytes to drain before the handles are cut. */
@@ -45,6 +49,7 @@ typedef enum pgp_session_state {
     PGP_SESSION_STARTUP,
     PGP_SESSION_CONNECTING,
     PGP_SESSION_RELAY,
+    PGP_SESSION_CONSOLE,    /* the client talks to pgproxy's SQL console (cconn.c) */
     PGP_SESSION_CLOSING,
 } pgp_session_state_t;
 
@@ -65,6 +70,7 @@ typedef struct session_info {
     char database[128];
     char application_name[128];
     char client_addr[64];
+    bool is_local;           /* loopback address or Unix socket (console access) */
 } session_info_t;
 
 /* What the session follows of the backend's side of the protocol. */
@@ -93,6 +99,7 @@ struct pgp_session {
     pgp_conn_entry_t *conn;   /* this session in /debug/connections, or NULL */
     uint8_t *notice;          /* a NoticeResponse waiting for a message boundary, or NULL */
     size_t notice_len;
+    pgp_cconn_t *console;     /* PGP_SESSION_CONSOLE only */
     uv_timer_t timer;
     pgp_dial_t dial;
     startup_state_t startup;
@@ -154,6 +161,8 @@ static void session_free(pgp_session_t *s)
     /* Finishes the open request, if any (the client is gone: no notice). */
     pgp_profiler_destroy(s->profiler);
     s->profiler = NULL;
+    pgp_cconn_destroy(s->console);
+    s->console = NULL;
     free(s->notice);
     s->notice = NULL;
     pgp_registry_t *reg = pgp_observer_registry(srv->observer);
@@ -641,6 +650,47 @@ static void copy_field(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* Send what the console wrote; close when it says so.  The output buffer is reused. */
+static void session_console_flush(pgp_session_t *s, pgp_render_t *out, pgp_cconn_next_t next)
+{
+    if (pgp_render_len(out) > 0 &&
+        pgp_peer_send_copy(&s->client, pgp_render_data(out), pgp_render_len(out)) < 0)
+        next = PGP_CCONN_CLOSE;
+    pgp_render_free(out);
+    if (next == PGP_CCONN_CLOSE)
+        session_close(s, "console closed");
+}
+
+/* database "pgproxy": no upstream, pgproxy answers (cconn.c, console.c). */
+static void session_start_console(pgp_session_t *s, const uint8_t *early, size_t early_len)
+{
+    pgp_render_t out;
+    pgp_cconn_next_t next;
+    pgp_render_init(&out, PGP_SESSION_CONSOLE_OUTPUT_BYTES);
+    (void)uv_timer_stop(&s->timer);
+    s->state = PGP_SESSION_CONSOLE;
+    s->console = pgp_cconn_start(s->srv->cfg, s->srv->console, s->info.user,
+                                 s->info.application_name, s->info.is_local,
+                                 (uint32_t)s->id, (uint32_t)(s->id * 2654435761u), &out, &next);
+    if (s->console == NULL) {
+        pgp_render_free(&out);
+        session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+        return;
+    }
+    if (next == PGP_CCONN_CONTINUE && early_len > 0)
+        next = pgp_cconn_feed(s->console, early, early_len, &out);
+    session_console_flush(s, &out, next);
+}
+
+static void on_console_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
+{
+    pgp_render_t out;
+    pgp_render_init(&out, PGP_SESSION_CONSOLE_OUTPUT_BYTES);
+    pgp_cconn_next_t next = pgp_cconn_feed(s->console, c->data, n, &out);
+    pgp_chunk_put(c);
+    session_console_flush(s, &out, next);
+}
+
 /* Handle one complete startup packet; `more` = bytes already read behind it. */
 static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest_off,
                                    size_t more, bool *chunk_taken)
@@ -697,6 +747,10 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
         return;
     }
     session_log_open(s);
+    if (strcmp(s->info.database, PGP_CONSOLE_DATABASE) == 0) {
+        session_start_console(s, c->data + rest_off, more);
+        return;
+    }
     if (more > 0) {
         s->startup.early = c;
         s->startup.early_off = rest_off;
@@ -752,6 +806,9 @@ static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
         return;
     case PGP_SESSION_STARTUP:
         on_client_startup_bytes(s, c, n);
+        return;
+    case PGP_SESSION_CONSOLE:
+        on_console_bytes(s, c, n);
         return;
     case PGP_SESSION_CONNECTING:   /* reads are stopped; nothing should arrive */
     case PGP_SESSION_CLOSING:
@@ -822,14 +879,20 @@ int pgp_session_accept(pgp_server_t *srv)
                 port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
                 snprintf(s->info.client_addr, sizeof(s->info.client_addr), "[%s]:%d", host,
                          port);
+                const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+                s->info.is_local = IN6_IS_ADDR_LOOPBACK(a6) ||
+                                   (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
             } else {
                 uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
                 port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
                 snprintf(s->info.client_addr, sizeof(s->info.client_addr), "%s:%d", host, port);
+                s->info.is_local =
+                    (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
             }
         }
     } else {
         copy_field(s->info.client_addr, sizeof(s->info.client_addr), "unix");
+        s->info.is_local = true;
     }
 
     /* Far beyond the limit: don't even read, just free the slot. */

@@ -171,6 +171,17 @@ int pgp_config_parse_fingerprint(const char *text, uint64_t *out)
 void pgp_config_dump(const pgp_config_t *cfg, FILE *f);
 
 /*
+ * Call fn(ud, section, name, value) for every key in table order; value is
+ * the TOML text of the effective value (borrowed for the call), or
+ * "(set, not shown)" for a secret (admin.token, slow_log.dsn) that is set.
+ * Stops at the first nonzero return and returns it; 0 when done, -1 when
+ * out of memory.  For SHOW CONFIG.
+ */
+typedef int (*pgp_config_visit_fn)(void *ud, const char *section, const char *name,
+                                   const char *value);
+int pgp_config_foreach(const pgp_config_t *cfg, pgp_config_visit_fn fn, void *ud);
+
+/*
  * Parse an endpoint (text borrowed, *out written only on success):
  *   "host:port", "host" (port = default_port), "[v6]:port", "[v6]" (IPv6
  *   needs brackets: "::1:5432" would be ambiguous; "%zone" allowed),

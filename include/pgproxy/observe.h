@@ -114,4 +114,19 @@ __attribute__((warn_unused_result)) int pgp_observer_render_top(pgp_observer_t *
 __attribute__((warn_unused_result)) int pgp_observer_render_histogram(pgp_observer_t *o,
                                                                       pgp_render_t *out);
 
+/*
+ * SHOW STATS: one JSON object of counters (statements, errors, requests,
+ * findings and slow queries since the last reset; connections, bytes and
+ * slow-log state since start).  Any thread.
+ */
+__attribute__((warn_unused_result)) int pgp_observer_render_stats(pgp_observer_t *o,
+                                                                  pgp_render_t *out);
+
+/*
+ * RESET STATS: empty the digests, the profile store and the recent slow
+ * queries, and start SHOW STATS' counts from zero.  The Prometheus
+ * counters keep counting (they are monotonic by contract).  Any thread.
+ */
+void pgp_observer_reset_stats(pgp_observer_t *o);
+
 #endif

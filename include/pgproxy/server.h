@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "pgproxy/config.h"
+#include "pgproxy/console.h"
 #include "pgproxy/observe.h"
 #include "pgproxy/relay.h"
 #include "pgproxy/session.h"
@@ -36,6 +37,7 @@ struct pgp_server {
     pgp_server_reload_fn reload;
     void *reload_ud;
     pgp_observer_t *observer;        /* borrowed; metrics and statement digests */
+    const pgp_console_providers_t *console;  /* borrowed; the SQL console's data (set by main) */
     pgp_observe_conn_stats_t *conn_stats;   /* the observer's, looked up once */
     bool draining;
     bool listening;
