@@ -78,7 +78,7 @@ finish() { summary; exit $FAILED; }
 
 # ---------------------------------------------------------------- packages
 PACKAGES=(build-essential cmake pkg-config libuv1-dev check libpq-dev
-          libsqlite3-dev sqlite3 libssl-dev postgresql-15 postgresql-client-15
+          libsqlite3-dev sqlite3 libssl-dev libjson-c-dev postgresql-15 postgresql-client-15
           python3-psycopg python3-psycopg2 python3-django python3-asyncpg pgbouncer clang libclang-rt-14-dev libmicrohttpd-dev
           prometheus)
 
