@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AUTH_OK 0u
 #define AUTH_CLEARTEXT 3u
 
 typedef enum cconn_state {
@@ -73,9 +72,9 @@ static bool token_matches(const char *token, const uint8_t *p, size_t n)
     return diff == 0;
 }
 
+/* AuthenticationOk and the rest of the greeting (console.c). */
 static void welcome(pgp_cconn_t *c, pgp_render_t *out)
 {
-    put_auth(out, AUTH_OK);
     if (pgp_console_welcome_ex(c->pid, c->key, c->application_name, out) < 0)
         c->state = CCONN_DONE;
     else
@@ -140,6 +139,13 @@ void pgp_cconn_destroy(pgp_cconn_t *c)
 
 /* ---- framing callbacks -------------------------------------------------------------- */
 
+/* A console answer that did not fit even cut short: nothing sane is left to say. */
+static void answered(pgp_cconn_t *c, int rc)
+{
+    if (rc < 0)
+        c->next = PGP_CCONN_CLOSE;
+}
+
 static void on_begin(void *ud, uint8_t type, uint32_t len)
 {
     pgp_cconn_t *c = ud;
@@ -189,22 +195,22 @@ static void on_end(void *ud, uint8_t type)
         return;
     case CCONN_READY:
         if (type == PGP_FE_QUERY) {
-            (void)pgp_console_query(c->prov, (const char *)c->body, c->body_len, out);
+            answered(c, pgp_console_query(c->prov, (const char *)c->body, c->body_len, out));
         } else if (type == PGP_FE_SYNC) {
-            (void)pgp_console_ready(out);
+            answered(c, pgp_console_ready(out));
         } else if (type != PGP_FE_FLUSH) {
-            (void)pgp_console_unsupported(type, out);
+            answered(c, pgp_console_unsupported(type, out));
             c->state = CCONN_SKIP_TO_SYNC;
         }
         return;
     case CCONN_SKIP_TO_SYNC:
         if (type == PGP_FE_SYNC) {
-            (void)pgp_console_ready(out);
+            answered(c, pgp_console_ready(out));
             c->state = CCONN_READY;
         } else if (type == PGP_FE_QUERY) {
             /* A simple Query ends an aborted pipeline too. */
             c->state = CCONN_READY;
-            (void)pgp_console_query(c->prov, (const char *)c->body, c->body_len, out);
+            answered(c, pgp_console_query(c->prov, (const char *)c->body, c->body_len, out));
         }
         return;
     case CCONN_DONE:

@@ -679,6 +679,12 @@ static void session_start_console(pgp_session_t *s, const uint8_t *early, size_t
     }
     if (next == PGP_CCONN_CONTINUE && early_len > 0)
         next = pgp_cconn_feed(s->console, early, early_len, &out);
+    /* Console clients are listed too (SHOW CONNECTIONS shows who is looking). */
+    pgp_registry_t *reg = pgp_observer_registry(s->srv->observer);
+    if (reg != NULL && next == PGP_CCONN_CONTINUE)
+        s->conn = pgp_registry_add(reg, s->id, s->info.user, s->info.database,
+                                   s->info.client_addr, s->info.application_name,
+                                   pgp_clock_to_wall_ns(pgp_clock_now()));
     session_console_flush(s, &out, next);
 }
 
