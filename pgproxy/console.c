@@ -795,7 +795,8 @@ int pgp_console_welcome_ex(uint32_t pid, uint32_t key, const char *application_n
 {
     char auth_ok[9] = {(char)PGP_BE_AUTHENTICATION, 0, 0, 0, 8, 0, 0, 0, 0};
     pgp_render_append(out, auth_ok, sizeof(auth_ok));
-    put_parameter_status(out, "server_version", "16.0 (pgproxy " PGP_VERSION ")");
+    put_parameter_status(out, "server_version",
+                         PGP_CONSOLE_SERVER_VERSION " (pgproxy " PGP_VERSION ")");
     put_parameter_status(out, "server_encoding", "UTF8");
     put_parameter_status(out, "client_encoding", "UTF8");
     put_parameter_status(out, "DateStyle", "ISO, MDY");

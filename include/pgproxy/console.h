@@ -55,6 +55,8 @@
 #define PGP_CONSOLE_MAX_COLUMNS 1600u       /* keys beyond this are ignored (PostgreSQL: 1664) */
 #define PGP_CONSOLE_JSON_MAX_DEPTH 64       /* deeper documents are a provider error */
 #define PGP_CONSOLE_TEXT_OID 25u
+/* server_version's number: libpq reads 160000; psql 15 prints a major-version warning interactively. */
+#define PGP_CONSOLE_SERVER_VERSION "16.0"
 
 typedef enum pgp_console_source {
     PGP_CONSOLE_STATS = 0,      /* SHOW STATS: one object of counters -> key/value rows */
@@ -96,7 +98,7 @@ const char *pgp_console_source_name(pgp_console_source_t src);
 /*
  * The bytes a console session starts with, after the client's
  * StartupMessage: AuthenticationOk; ParameterStatus server_version
- * "16.0 (pgproxy <PGP_VERSION>)", server_encoding and client_encoding
+ * PGP_CONSOLE_SERVER_VERSION " (pgproxy <PGP_VERSION>)", server_encoding and client_encoding
  * UTF8, DateStyle "ISO, MDY", IntervalStyle postgres, integer_datetimes
  * on, standard_conforming_strings on, TimeZone UTC, is_superuser off,
  * application_name (the client's, made valid UTF-8 and cut to 63 bytes;
