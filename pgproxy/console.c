@@ -408,6 +408,17 @@ static void error_too_big(pgp_render_t *out, const char *what)
     put_error(out, "54000", &m);
 }
 
+static void error_json_too_big(pgp_render_t *out, const char *src, size_t cap)
+{
+    text_t m = {.n = 0};
+    text_str(&m, "SHOW ");
+    text_str(&m, src);
+    text_str(&m, ": the JSON document does not fit the console's ");
+    text_uint(&m, cap);
+    text_str(&m, "-byte cap; the admin HTTP endpoints (/debug/...) serve everything");
+    put_error(out, "54000", &m);
+}
+
 /* A table of constant one-column rows (SHOW VERSION, SHOW HELP).  0 or -1 (error sent). */
 static int show_static(pgp_render_t *out, const char *column, const char *const *rows, size_t n)
 {
@@ -575,12 +586,12 @@ static int show_json(const pgp_console_providers_t *prov, pgp_console_source_t s
         return -1;
     }
     pgp_render_t js;
-    pgp_render_init(&js, out->cap);
+    pgp_render_init(&js, prov->json_cap_bytes != 0 ? prov->json_cap_bytes : out->cap);
     int prc = prov->json(prov->ud, src, &js);
     int jerr = pgp_render_error(&js);
     if (jerr == PGP_RENDER_ETOOBIG || (jerr == 0 && js.len > (size_t)INT_MAX - 1)) {
         pgp_render_free(&js);
-        error_too_big(out, "the JSON document");
+        error_json_too_big(out, name, js.cap);
         return -1;
     }
     if (prc < 0 || jerr != 0) {
@@ -784,7 +795,8 @@ int pgp_console_welcome_ex(uint32_t pid, uint32_t key, const char *application_n
 {
     char auth_ok[9] = {(char)PGP_BE_AUTHENTICATION, 0, 0, 0, 8, 0, 0, 0, 0};
     pgp_render_append(out, auth_ok, sizeof(auth_ok));
-    put_parameter_status(out, "server_version", "16.0 (pgproxy " PGP_VERSION ")");
+    put_parameter_status(out, "server_version",
+                         PGP_CONSOLE_SERVER_VERSION " (pgproxy " PGP_VERSION ")");
     put_parameter_status(out, "server_encoding", "UTF8");
     put_parameter_status(out, "client_encoding", "UTF8");
     put_parameter_status(out, "DateStyle", "ISO, MDY");

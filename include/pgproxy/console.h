@@ -29,8 +29,9 @@
  * so when rows do not fit the table is cut cleanly: the rows that fit, a
  * NoticeResponse saying how many were cut, CommandComplete; a header that
  * does not fit is an ErrorResponse 54000.  The JSON document is rendered
- * into a buffer with the same cap and parsed into a json-c tree (a few
- * times its size), freed before returning.
+ * into a buffer capped at json_cap_bytes (default: the same cap) and
+ * parsed into a json-c tree (about ten times its size: 16 MB of digest
+ * JSON peaked at 170 MB RSS and took 0.85 s), freed before returning.
  *
  * It does not read sockets, decide who may enter, or know where the data
  * comes from: the session feeds it message bodies and sends its bytes.
@@ -54,6 +55,8 @@
 #define PGP_CONSOLE_MAX_COLUMNS 1600u       /* keys beyond this are ignored (PostgreSQL: 1664) */
 #define PGP_CONSOLE_JSON_MAX_DEPTH 64       /* deeper documents are a provider error */
 #define PGP_CONSOLE_TEXT_OID 25u
+/* server_version's number: libpq reads 160000; psql 15 prints a major-version warning interactively. */
+#define PGP_CONSOLE_SERVER_VERSION "16.0"
 
 typedef enum pgp_console_source {
     PGP_CONSOLE_STATS = 0,      /* SHOW STATS: one object of counters -> key/value rows */
@@ -69,8 +72,8 @@ typedef enum pgp_console_source {
 typedef struct pgp_console_providers {
     void *ud;
     /*
-     * Render the source's JSON into out (empty, capped at the console
-     * output's cap; borrowed for the call).  Returns 0, or negative ->
+     * Render the source's JSON into out (empty, capped at json_cap_bytes
+     * or else the console output's cap; borrowed for the call).  Returns 0, or negative ->
      * ErrorResponse XX000 (54000 when out reports PGP_RENDER_ETOOBIG).
      * Called on the thread that called pgp_console_query.  May be NULL
      * (every SHOW backed by JSON is then XX000).
@@ -78,6 +81,12 @@ typedef struct pgp_console_providers {
     int (*json)(void *ud, pgp_console_source_t src, pgp_render_t *out);
     /* RESET STATS: zero the counters/digests/recent lists.  0 or negative (-> XX000).  May be NULL. */
     int (*reset)(void *ud);
+    /*
+     * Cap of the buffer json renders into; 0: the console output's cap.
+     * Parsing takes about ten times the document's size (json-c tree), so
+     * this bounds a console query's memory: cap + ~11 x json_cap_bytes.
+     */
+    size_t json_cap_bytes;
 } pgp_console_providers_t;
 
 /*
@@ -89,7 +98,7 @@ const char *pgp_console_source_name(pgp_console_source_t src);
 /*
  * The bytes a console session starts with, after the client's
  * StartupMessage: AuthenticationOk; ParameterStatus server_version
- * "16.0 (pgproxy <PGP_VERSION>)", server_encoding and client_encoding
+ * PGP_CONSOLE_SERVER_VERSION " (pgproxy <PGP_VERSION>)", server_encoding and client_encoding
  * UTF8, DateStyle "ISO, MDY", IntervalStyle postgres, integer_datetimes
  * on, standard_conforming_strings on, TimeZone UTC, is_superuser off,
  * application_name (the client's, made valid UTF-8 and cut to 63 bytes;
