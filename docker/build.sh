@@ -29,7 +29,7 @@ mode=install
 deps=1
 demo_args=()
 
-build_packages=(cmake build-essential pkg-config libuv1-dev libpq-dev libsqlite3-dev
+build_packages=(cmake build-essential pkg-config libuv1-dev libpq-dev libsqlite3-dev libjson-c-dev
                 libssl-dev check libmicrohttpd-dev prometheus)
 # The demo needs a server; --check also needs pg_isready (the image's HEALTHCHECK).
 server_packages=(postgresql-15 postgresql-client-15)

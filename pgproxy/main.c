@@ -288,7 +288,9 @@ static int run_proxy(const config_sources_t *src)
         goto out;
     admin_ctx_t actx = { obs, &cfg, { obs, &cfg, cfg.admin.dashboard_path,
                                       pgp_clock_to_wall_ns(pgp_clock_now()) } };
-    pgp_console_providers_t console = { &actx.api, pgp_api_console_json, pgp_api_console_reset };
+    /* 4 MiB of JSON per SHOW bounds a console query near 50 MB (json-c's tree). */
+    pgp_console_providers_t console = { &actx.api, pgp_api_console_json, pgp_api_console_reset,
+                                        4u << 20 };
     srv.console = &console;
     if (cfg.admin.enabled) {
         pgp_admin_providers_t prov;
