@@ -91,7 +91,7 @@ pgp_cconn_t *pgp_cconn_start(const pgp_config_t *cfg, const pgp_console_provider
         free(c);
         return NULL;
     }
-    static const pgp_console_providers_t no_data = { NULL, NULL, NULL };
+    static const pgp_console_providers_t no_data = { NULL, NULL, NULL, 0 };
     c->prov = prov != NULL ? prov : &no_data;
     c->pid = pid;
     c->key = key;
