@@ -20,6 +20,7 @@
  */
 #include "pgproxy/normalize.h"
 #include "pgproxy/lex.h"
+#include "pgproxy/lex_inline.h"
 
 #include <string.h>
 
@@ -208,6 +209,12 @@ static const uint8_t kw_slots[256] = {
     0, 0, 44, 0, 0, 48, 43, 63, 0, 57, 0, 0, 0, 0, 0, 0,
 };
 
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 #define HK1 0x9E3779B97F4A7C15ULL
 #define HK2 0xC2B2AE3D27D4EB4FULL
 
@@ -296,10 +303,32 @@ static uint64_t tok_hash_in(unsigned kind, const char *s, size_t len, bool lower
     return h ^ (h >> 32);
 }
 
-static inline uint64_t tok_hash(unsigned kind, const char *s, size_t len, bool lower)
+/*
+ * tok_hash_in(kind, s, len, false, limit) for a token of 1 to 8 bytes is
+ * one step; longer (or empty) ones take the loop.
+ */
+static inline uint64_t tok_hash_short(unsigned kind, const char *s, size_t len,
+                                      const char *limit)
 {
-    return tok_hash_in(kind, s, len, lower, s + len);
+    if (len - 1 >= 8)
+        return tok_hash_in(kind, s, len, false, limit);
+    uint64_t h = ((uint64_t)kind ^ ((uint64_t)len << 8)) * HK2;
+    h = hash_step(h, load_part((const unsigned char *)s, len, (const unsigned char *)limit));
+    return h ^ (h >> 32);
 }
+
+/*
+ * The same hashes for fixed tokens, as integer constant expressions: a
+ * kind byte, a length of at most 8 and the zero-padded little-endian word.
+ */
+#define TH_STEP_(h, w) ((((h) ^ (w)) * HK1) ^ ((((h) ^ (w)) * HK1) >> 29))
+#define TH_FIN_(h) ((h) ^ ((h) >> 32))
+#define TH_H0_(kind, len) (((uint64_t)(kind) ^ ((uint64_t)(len) << 8)) * HK2)
+#define TH_WORD(kind, len, w) TH_FIN_(TH_STEP_(TH_H0_(kind, len), (uint64_t)(w)))
+#define TH_BYTE(kind, c) TH_WORD(kind, 1, (unsigned char)(c))
+/* tok_hash(0, "pgproxy-norm v1"): the fingerprint's seed */
+#define TH_SEED TH_FIN_(TH_STEP_(TH_STEP_(TH_H0_(0, 15), 0x2d79786f72706770ULL), \
+                                 0x003176206d726f6eULL))
 
 /* The keyword id of the lower-cased word (a, b) of len bytes, or KW_NONE. */
 static inline unsigned kw_find(uint64_t a, uint64_t b, size_t len)
@@ -390,7 +419,7 @@ typedef struct norm {
     size_t cap;             /* usable bytes (out_cap - 1) */
     size_t olen;            /* logical output length */
     bool gap;               /* whitespace or comment since the last token */
-    uint64_t fp, vh, th_q;
+    uint64_t fp, vh;
     uint32_t lits, stmts;
     bool stmt_start;
     uint8_t prev, prev_kw, prev2_kw;
@@ -414,13 +443,51 @@ typedef struct norm {
 /* Output                                                              */
 /* ------------------------------------------------------------------ */
 
+/*
+ * Copies len bytes exactly, without a library call for the short tokens
+ * that make up most statements (two overlapping loads and stores).
+ */
+static inline void copy_bytes(char *dst, const char *src, size_t len)
+{
+    if (len >= 8 && len <= 16) {
+        uint64_t a, b;
+        memcpy(&a, src, 8);
+        memcpy(&b, src + len - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + len - 8, &b, 8);
+    } else if (len >= 4 && len < 8) {
+        uint32_t a, b;
+        memcpy(&a, src, 4);
+        memcpy(&b, src + len - 4, 4);
+        memcpy(dst, &a, 4);
+        memcpy(dst + len - 4, &b, 4);
+    } else if (len < 4) {
+        if (len > 0) {
+            dst[0] = src[0];
+            dst[len - 1] = src[len - 1];
+            if (len == 3)
+                dst[1] = src[1];
+        }
+    } else {
+        memcpy(dst, src, len);
+    }
+}
+
 static inline void out_put(norm_t *n, const char *s, size_t len)
 {
-    if (n->olen < n->cap) {
-        size_t room = n->cap - n->olen;
-        memcpy(n->out + n->olen, s, len < room ? len : room);
+    if (n->olen + len <= n->cap) {
+        copy_bytes(n->out + n->olen, s, len);
+    } else if (n->olen < n->cap) {
+        memcpy(n->out + n->olen, s, n->cap - n->olen);
     }
     n->olen += len;
+}
+
+static inline void out_byte(norm_t *n, char c)
+{
+    if (n->olen < n->cap)
+        n->out[n->olen] = c;
+    n->olen++;
 }
 
 static inline nlist_t *top_list(norm_t *n)
@@ -441,9 +508,19 @@ static inline void mix(norm_t *n, uint64_t th)
 static inline void emit(norm_t *n, const char *text, size_t len, uint64_t th)
 {
     if (n->gap && n->olen > 0)
-        out_put(n, " ", 1);
+        out_byte(n, ' ');
     n->gap = false;
     out_put(n, text, len);
+    mix(n, th);
+}
+
+/* emit() for a one-byte token. */
+static inline void emit_byte(norm_t *n, char c, uint64_t th)
+{
+    if (n->gap && n->olen > 0)
+        out_byte(n, ' ');
+    n->gap = false;
+    out_byte(n, c);
     mix(n, th);
 }
 
@@ -575,12 +652,12 @@ static void emit_literal(norm_t *n, const pgp_lex_token_t *t)
         if (l && l->open)
             l->eh = n->minus_eh;
         n->gap = n->minus_gap;
-        n->vh = combine(n->vh, tok_hash(FK_VALUE, "-", 1, false));
+        n->vh = combine(n->vh, TH_BYTE(FK_VALUE, '-'));
         n->minus_pending = false;
     }
-    emit(n, "?", 1, n->th_q);
+    emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
     n->lits++;
-    n->vh = combine(n->vh, tok_hash(FK_VALUE, t->p, t->len, false));
+    n->vh = combine(n->vh, tok_hash_short(FK_VALUE, t->p, t->len, (const char *)n->lx.end));
     set_prev(n, P_OPERAND, KW_NONE);
 }
 
@@ -723,11 +800,15 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
     }
 }
 
-/* Handles one significant token. */
-static void on_token(norm_t *n, const pgp_lex_token_t *t)
+/*
+ * Handles one significant token; for a word, kw and wth are its keyword id
+ * and hash (word_hash).  Inlined into each fast path of the main loop, so
+ * that the switch below folds to the one case a constant kind takes.
+ */
+static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned kw,
+                                   uint64_t wth)
 {
-    unsigned kw = KW_NONE;
-    uint64_t wth = 0;
+    const char *end = (const char *)n->lx.end;
     nlist_t *l;
 
     if (t->kind == PGP_LEX_SEMI) {
@@ -740,7 +821,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         }
         n->depth = 0;
         n->oby_mask = 0;
-        emit(n, t->p, 1, tok_hash(FK_PUNCT, ";", 1, false));
+        emit_byte(n, ';', TH_BYTE(FK_PUNCT, ';'));
         set_prev(n, P_START, KW_NONE);
         n->stmt_start = true;
         if (n->cls != CLS_DONE && n->stmts == 1)
@@ -752,8 +833,6 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         n->stmt_start = false;
         n->stmts++;
     }
-    if (t->kind == PGP_LEX_WORD)
-        kw = word_hash(t->p, t->len, (const char *)n->lx.end, &wth);
     if (n->stmts == 1 && n->cls != CLS_DONE)
         classify(n, t, kw);
 
@@ -775,7 +854,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
     switch (t->kind) {
     case PGP_LEX_NUMBER:
         if (is_position_item(n, t)) {
-            emit(n, t->p, t->len, tok_hash(FK_NUMBER, t->p, t->len, false));
+            emit(n, t->p, t->len, tok_hash_short(FK_NUMBER, t->p, t->len, end));
             set_prev(n, P_OPERAND, KW_NONE);
         } else {
             emit_literal(n, t);
@@ -803,7 +882,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
             list_push(n, LIST_VALUES, false);
         break;
     case PGP_LEX_QIDENT:
-        emit_sanitized(n, t->p, t->len, tok_hash(FK_QIDENT, t->p, t->len, false));
+        emit_sanitized(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
         set_prev(n, P_OPERAND, KW_NONE);
         break;
     case PGP_LEX_OP: {
@@ -818,15 +897,17 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         if (t->len == 1 && t->p[0] == '?') {
             /* a lone ? (already-normalized text) hashes as a placeholder,
              * so normalizing normalized text keeps the fingerprint */
-            emit(n, t->p, 1, n->th_q);
+            emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
             set_prev(n, P_OPERAND, KW_NONE);
             n->minus_pending = false;
             break;
         }
         if (t->len == 2 && t->p[0] == '!' && t->p[1] == '=')
-            emit(n, t->p, t->len, tok_hash(FK_OP, "<>", 2, false));
+            emit(n, t->p, t->len, TH_WORD(FK_OP, 2, '<' | '>' << 8));
+        else if (t->len == 1)
+            emit_byte(n, t->p[0], tok_hash_short(FK_OP, t->p, 1, end));
         else
-            emit(n, t->p, t->len, tok_hash(FK_OP, t->p, t->len, false));
+            emit(n, t->p, t->len, tok_hash_short(FK_OP, t->p, t->len, end));
         set_prev(n, P_OP, KW_NONE);
         n->minus_pending = sign;
         break;
@@ -838,14 +919,17 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
             pgp_lex_token_t nx;
             peek_sig(n, &nx);
             unsigned nkw = nx.kind == PGP_LEX_WORD
-                               ? kw_lookup(nx.p, nx.len, (const char *)n->lx.end) : KW_NONE;
+                               ? kw_lookup(nx.p, nx.len, end) : KW_NONE;
             if (!(nkw && (kw_entries[nkw].flags & KWF_SUBQUERY)))
                 type = LIST_IN;
         } else if (t->kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
                    n->prev == P_OPERAND) {
             type = LIST_ARRAY;
         }
-        emit(n, t->p, 1, tok_hash(FK_PUNCT, t->p, 1, false));
+        if (t->kind == PGP_LEX_LPAREN)
+            emit_byte(n, '(', TH_BYTE(FK_PUNCT, '('));
+        else
+            emit_byte(n, '[', TH_BYTE(FK_PUNCT, '['));
         n->depth++;
         clear_oby(n, n->depth);
         if (type)
@@ -855,7 +939,8 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
     }
     case PGP_LEX_RPAREN:
     case PGP_LEX_RBRACKET: {
-        uint64_t th = tok_hash(FK_PUNCT, t->p, 1, false);
+        char c = t->kind == PGP_LEX_RPAREN ? ')' : ']';
+        uint64_t th = t->kind == PGP_LEX_RPAREN ? TH_BYTE(FK_PUNCT, ')') : TH_BYTE(FK_PUNCT, ']');
         l = top_list(n);
         if (l && l->type != LIST_VALUES && l->depth == n->depth) {
             list_end_element(n, l);
@@ -864,7 +949,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         clear_oby(n, n->depth);
         if (n->depth > 0)
             n->depth--;
-        emit(n, t->p, 1, th);
+        emit_byte(n, c, th);
         l = top_list(n);
         if (l && l->type == LIST_VALUES && l->row == ROW_IN && l->depth == n->depth) {
             list_end_element(n, l);
@@ -874,7 +959,7 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
         break;
     }
     case PGP_LEX_COMMA: {
-        uint64_t th = tok_hash(FK_PUNCT, ",", 1, false);
+        uint64_t th = TH_BYTE(FK_PUNCT, ',');
         l = top_list(n);
         if (l && l->type != LIST_VALUES && l->depth == n->depth) {
             list_end_element(n, l);
@@ -885,19 +970,25 @@ static void on_token(norm_t *n, const pgp_lex_token_t *t)
             list_separator(n, l, t, th);
             l->row = ROW_EXPECT;
         } else {
-            emit(n, t->p, 1, th);
+            emit_byte(n, ',', th);
         }
         set_prev(n, P_COMMA, KW_NONE);
         break;
     }
     case PGP_LEX_TYPECAST:
+        emit(n, t->p, 2, TH_WORD(FK_PUNCT, 2, ':' | ':' << 8));
+        set_prev(n, P_OTHER, KW_NONE);
+        break;
     case PGP_LEX_DOT:
+        emit_byte(n, '.', TH_BYTE(FK_PUNCT, '.'));
+        set_prev(n, P_OTHER, KW_NONE);
+        break;
     case PGP_LEX_COLON:
-        emit(n, t->p, t->len, tok_hash(FK_PUNCT, t->p, t->len, false));
+        emit_byte(n, ':', TH_BYTE(FK_PUNCT, ':'));
         set_prev(n, P_OTHER, KW_NONE);
         break;
     default:
-        emit(n, t->p, t->len, tok_hash(FK_OTHER, t->p, t->len, false));
+        emit(n, t->p, t->len, tok_hash_short(FK_OTHER, t->p, t->len, end));
         set_prev(n, P_OTHER, KW_NONE);
         break;
     }
@@ -938,9 +1029,8 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     n.cap = out_cap ? out_cap - 1 : 0;
     n.olen = 0;
     n.gap = false;
-    n.fp = tok_hash(0, "pgproxy-norm v1", 15, false);
+    n.fp = TH_SEED;
     n.vh = 0;
-    n.th_q = tok_hash(FK_PLACEHOLDER, "?", 1, false);
     n.lits = 0;
     n.stmts = 0;
     n.stmt_start = true;
@@ -962,19 +1052,103 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     if (tags)
         pgp_norm_tags_reset(tags);
 
-    for (;;) {
-        /* fast path: a single space between tokens needs no token */
-        if (n.lx.cur < n.lx.end && *n.lx.cur == ' ' &&
-            (n.lx.cur + 1 == n.lx.end || n.lx.cur[1] > ' ')) {
-            n.lx.cur++;
+    /*
+     * The common tokens are lexed here (lex_inline.h), each exactly as
+     * pgp_lex_next() would lex it, and handed to an inlined on_token() of
+     * constant kind; everything else (quotes, comments, longer operators
+     * and numbers, prefixed strings) goes through pgp_lex_next().
+     */
+    const unsigned char *end = n.lx.end;
+    while (n.lx.cur < end) {
+        const unsigned char *p = n.lx.cur, *q;
+        uint64_t wth;
+        unsigned kw;
+        t.p = (const char *)p;
+        t.flags = 0;
+        switch (pgp_lex_cclass[*p]) {
+        case PGP_LEX_CC_SPACE:
+            n.lx.cur = pgp_lex_space_end(p + 1, end);
             n.gap = true;
             continue;
+        case PGP_LEX_CC_ALPHA:
+            if (!pgp_lex_plain_word_at(p, end))
+                break;
+            q = pgp_lex_ident_end(p + 1, end);
+            n.lx.cur = q;
+            t.kind = PGP_LEX_WORD;
+            t.len = (size_t)(q - p);
+            kw = word_hash(t.p, t.len, (const char *)end, &wth);
+            on_token(&n, &t, kw, wth);
+            continue;
+        case PGP_LEX_CC_DIGIT:
+            /* a plain decimal integer; 0x 0o 0b, _ . e go the long way */
+            if (*p == '0' && p + 1 < end &&
+                ((p[1] | 0x20) == 'x' || (p[1] | 0x20) == 'o' || (p[1] | 0x20) == 'b'))
+                break;
+            q = pgp_lex_digits_end(p + 1, end);
+            if (q < end && (*q == '.' || *q == '_' || (*q | 0x20) == 'e'))
+                break;
+            n.lx.cur = q;
+            t.kind = PGP_LEX_NUMBER;
+            t.len = (size_t)(q - p);
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_DOLLAR:
+            if (p + 1 >= end || (unsigned)(p[1] - '0') >= 10u)
+                break;
+            q = pgp_lex_digits_end(p + 2, end);
+            n.lx.cur = q;
+            t.kind = PGP_LEX_PARAM;
+            t.len = (size_t)(q - p);
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_OPCHAR:
+        case PGP_LEX_CC_MINUS:
+        case PGP_LEX_CC_SLASH:
+            /* one operator character (so neither -- nor slash-star) */
+            if (p + 1 < end && pgp_lex_op_char[p[1]])
+                break;
+            n.lx.cur = p + 1;
+            t.kind = PGP_LEX_OP;
+            t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_LP:
+            n.lx.cur = p + 1;
+            t.kind = PGP_LEX_LPAREN;
+            t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_RP:
+            n.lx.cur = p + 1;
+            t.kind = PGP_LEX_RPAREN;
+            t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_COMMA:
+            n.lx.cur = p + 1;
+            t.kind = PGP_LEX_COMMA;
+            t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_DOT:
+            if (p + 1 < end && (p[1] == '.' || (unsigned)(p[1] - '0') < 10u))
+                break;
+            n.lx.cur = p + 1;
+            t.kind = PGP_LEX_DOT;
+            t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        default:
+            break;
         }
         pgp_lex_next(&n.lx, &t);
-        if (t.kind == PGP_LEX_EOF)
-            break;
         if (pgp_lex_significant(t.kind)) {
-            on_token(&n, &t);
+            kw = KW_NONE;
+            wth = 0;
+            if (t.kind == PGP_LEX_WORD)
+                kw = word_hash(t.p, t.len, (const char *)end, &wth);
+            on_token(&n, &t, kw, wth);
             continue;
         }
         n.gap = true;

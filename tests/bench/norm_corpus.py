@@ -143,3 +143,11 @@ emit(b"SELECT " + b"a" * 100000 + b" FROM " + b"Abc_" * 1000)
 emit(b"SELECT '" + b"x''y" * 20000 + b"' " + b"/*" * 500 + b"*/" * 499)
 emit(b"SELECT " + b"(" * 3000 + b"1" + b")" * 3000)
 emit(b"SELECT " + b"ARRAY[" * 20 + b"1,2" + b"]" * 20)
+# every byte and every pair of bytes (lexer class tables), then pairs in context
+for a in range(256):
+    emit(bytes([a]))
+    for b in range(256):
+        emit(bytes([a, b]))
+for a in range(256):
+    for mid in (b"1", b"a", b"-", b"'", b"$1", b"("):
+        emit(b"SELECT " + bytes([a]) + mid + bytes([a]) + b" x")

@@ -1,0 +1,79 @@
+/*
+ * lex_inline.h - internal to lex.c and normalize.c: lex.c's character
+ * classes and the inline scanners that let the normalizer lex the common
+ * tokens (whitespace, plain words, decimal integers, $n, punctuation,
+ * one-character operators) in its own loop, without a call and a token
+ * store per token.  Anything else goes through pgp_lex_next(), which stays
+ * the one definition of every token; each helper here says which of its
+ * results pgp_lex_next() would give for the same bytes.
+ *
+ * Not a public interface: no other module includes it.
+ */
+#ifndef PGPROXY_LEX_INLINE_H
+#define PGPROXY_LEX_INLINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+enum {
+    PGP_LEX_CC_SPACE,   /* whitespace and control bytes */
+    PGP_LEX_CC_ALPHA,   /* A-Z a-z _ and bytes >= 0x80 */
+    PGP_LEX_CC_DIGIT,
+    PGP_LEX_CC_QUOTE,   /* ' */
+    PGP_LEX_CC_DQUOTE,  /* " */
+    PGP_LEX_CC_DOLLAR,
+    PGP_LEX_CC_OPCHAR,  /* ~ ! @ # ^ & | ` ? + * % < > = (and - / after their comment checks) */
+    PGP_LEX_CC_MINUS,
+    PGP_LEX_CC_SLASH,
+    PGP_LEX_CC_LP, PGP_LEX_CC_RP, PGP_LEX_CC_LB, PGP_LEX_CC_RB, PGP_LEX_CC_COMMA,
+    PGP_LEX_CC_SEMI, PGP_LEX_CC_DOT, PGP_LEX_CC_COLON,
+    PGP_LEX_CC_OTHER,
+};
+
+/* The class of each byte value (defined in lex.c). */
+extern const unsigned char pgp_lex_cclass[256];
+
+/* 1 for scan.l's ident_cont bytes: letters, digits, _, $, >= 0x80 (lex.c). */
+extern const unsigned char pgp_lex_ident_cont[256];
+
+/* 1 for scan.l's op_chars (lex.c). */
+extern const unsigned char pgp_lex_op_char[256];
+
+/* The end of the identifier-continuation run starting at p (p <= end). */
+static inline const unsigned char *pgp_lex_ident_end(const unsigned char *p,
+                                                     const unsigned char *end)
+{
+    while (p < end && pgp_lex_ident_cont[*p])
+        p++;
+    return p;
+}
+
+/* The end of the run of the class-SPACE bytes starting at p. */
+static inline const unsigned char *pgp_lex_space_end(const unsigned char *p,
+                                                     const unsigned char *end)
+{
+    while (p < end && pgp_lex_cclass[*p] == PGP_LEX_CC_SPACE)
+        p++;
+    return p;
+}
+
+/* The end of the run of ASCII digits starting at p. */
+static inline const unsigned char *pgp_lex_digits_end(const unsigned char *p,
+                                                      const unsigned char *end)
+{
+    while (p < end && (unsigned)(*p - '0') < 10u)
+        p++;
+    return p;
+}
+
+/*
+ * A word starting at p (class ALPHA) is a plain identifier, as
+ * pgp_lex_next() lexes it, unless it may start a B'' E'' N'' X'' U&''
+ * U&"" literal: true when the byte after it is neither ' nor &.
+ */
+static inline bool pgp_lex_plain_word_at(const unsigned char *p, const unsigned char *end)
+{
+    return p + 1 >= end || (p[1] != '\'' && p[1] != '&');
+}
+
+#endif
