@@ -35,7 +35,8 @@ typedef struct kw_entry {
     uint8_t flags;
 } kw_entry_t;
 
-/* Generated: slot = (a * K1 + b * K2) >> 56, linear probing, 0 = empty. */
+/* Generated: slot = ((a ^ b * HK2) * KW_MUL) >> 56 is a perfect hash of
+ * the keywords (no two share a slot); 0 = empty. */
 enum kw_id {
     KW_NONE = 0,
     KW_SELECT,
@@ -191,22 +192,22 @@ static const kw_entry_t kw_entries[] = {
 };
 
 static const uint8_t kw_slots[256] = {
-    0, 70, 12, 0, 0, 0, 0, 5, 73, 0, 0, 0, 0, 0, 0, 0,
-    22, 0, 62, 0, 0, 0, 0, 59, 0, 0, 0, 0, 0, 18, 0, 69,
-    0, 0, 0, 0, 0, 0, 61, 0, 0, 0, 0, 9, 0, 0, 0, 0,
-    0, 46, 67, 0, 0, 10, 42, 53, 0, 0, 0, 0, 0, 0, 0, 15,
-    0, 0, 0, 25, 0, 0, 0, 0, 0, 0, 7, 0, 52, 66, 51, 8,
-    38, 0, 0, 0, 34, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    26, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    27, 47, 0, 0, 0, 21, 0, 0, 30, 1, 0, 6, 0, 0, 0, 31,
-    72, 60, 16, 68, 0, 0, 17, 65, 0, 0, 0, 0, 0, 0, 0, 0,
-    56, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 40, 0, 11, 20, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 33, 0, 0, 0, 0, 0, 0,
-    49, 28, 0, 0, 71, 0, 0, 0, 0, 23, 39, 37, 0, 0, 32, 0,
-    0, 0, 3, 58, 0, 0, 0, 0, 0, 4, 35, 41, 0, 0, 13, 0,
-    2, 45, 54, 0, 0, 14, 0, 24, 0, 0, 0, 0, 36, 0, 29, 0,
-    0, 64, 0, 19, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 55, 0,
-    0, 0, 44, 0, 0, 48, 43, 63, 0, 57, 0, 0, 0, 0, 0, 0,
+    0, 60, 0, 0, 0, 67, 22, 51, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 61, 0, 0, 8, 0, 0, 0, 0, 52, 0, 0, 54, 16, 0,
+    0, 19, 39, 0, 0, 0, 0, 1, 0, 13, 0, 0, 5, 64, 0, 26,
+    35, 17, 0, 0, 0, 0, 72, 0, 0, 36, 0, 0, 0, 0, 0, 0,
+    0, 0, 2, 0, 0, 0, 0, 0, 10, 32, 0, 0, 9, 0, 0, 0,
+    0, 66, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 23, 0,
+    0, 34, 68, 55, 0, 0, 0, 44, 0, 4, 73, 0, 0, 0, 0, 0,
+    37, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 46, 0, 0, 69, 0,
+    0, 0, 24, 47, 59, 0, 43, 0, 0, 0, 0, 0, 63, 0, 28, 0,
+    0, 29, 0, 48, 0, 6, 20, 0, 18, 0, 71, 11, 0, 0, 0, 0,
+    33, 0, 0, 0, 42, 0, 0, 0, 0, 56, 0, 3, 15, 0, 0, 0,
+    0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    31, 0, 0, 0, 70, 0, 58, 0, 0, 0, 38, 30, 65, 0, 0, 0,
+    0, 0, 40, 0, 45, 53, 0, 0, 41, 0, 0, 0, 0, 0, 57, 0,
+    14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 62,
+    0, 12, 0, 0, 49, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 0,
 };
 
 #if defined(__GNUC__)
@@ -217,6 +218,7 @@ static const uint8_t kw_slots[256] = {
 
 #define HK1 0x9E3779B97F4A7C15ULL
 #define HK2 0xC2B2AE3D27D4EB4FULL
+#define KW_MUL 0x2de0dd4874f437f9ULL   /* see kw_slots */
 
 /* ------------------------------------------------------------------ */
 /* Hashing                                                             */
@@ -330,20 +332,15 @@ static inline uint64_t tok_hash_short(unsigned kind, const char *s, size_t len,
 #define TH_SEED TH_FIN_(TH_STEP_(TH_STEP_(TH_H0_(0, 15), 0x2d79786f72706770ULL), \
                                  0x003176206d726f6eULL))
 
-/* The keyword id of the lower-cased word (a, b) of len bytes, or KW_NONE. */
+/*
+ * The keyword id of the lower-cased, zero-padded word (a, b) of len bytes,
+ * or KW_NONE: one probe of the perfect hash, no loop.
+ */
 static inline unsigned kw_find(uint64_t a, uint64_t b, size_t len)
 {
-    if (len < 2 || len > 11)
-        return KW_NONE;
-    unsigned slot = (unsigned)((a * HK1 + b * HK2) >> 56);
-    for (;;) {
-        unsigned id = kw_slots[slot];
-        if (id == 0)
-            return KW_NONE;
-        if (kw_entries[id].a == a && kw_entries[id].b == b && kw_entries[id].len == len)
-            return id;
-        slot = (slot + 1) & 255;
-    }
+    unsigned id = kw_slots[((a ^ b * HK2) * KW_MUL) >> 56];
+    const kw_entry_t *e = &kw_entries[id];
+    return e->a == a && e->b == b && e->len == len ? id : KW_NONE;
 }
 
 /*
@@ -363,6 +360,53 @@ static unsigned word_hash(const char *s, size_t len, const char *limit, uint64_t
     h = hash_step(h, a);
     if (len > 8)
         h = hash_step(h, b);
+    *th = h ^ (h >> 32);
+    return kw_find(a, b, len);
+}
+
+/*
+ * A plain word starting at p (its first byte is class ALPHA): stores its
+ * end in *q and its hash in *th and returns its keyword id, as
+ * pgp_lex_ident_end() and word_hash() would, but with the identifier bytes
+ * found eight at a time and the words of up to 16 bytes hashed from the
+ * same loads.
+ */
+static ALWAYS_INLINE unsigned scan_word(const unsigned char *p, const unsigned char *end,
+                                        const unsigned char **q, uint64_t *th)
+{
+    if (end - p < 16) {
+        *q = pgp_lex_ident_end(p + 1, end);
+        return word_hash((const char *)p, (size_t)(*q - p), (const char *)end, th);
+    }
+    uint64_t w0 = load_le64(p), m = pgp_lex_nonident8(w0), a, b = 0, h;
+    size_t len;
+    if (m) {
+        len = (size_t)__builtin_ctzll(m) >> 3;      /* 1 to 7: byte 0 is a letter */
+        a = lower64(w0 & ((1ULL << (8 * len)) - 1));
+        h = hash_step(((uint64_t)'w' ^ ((uint64_t)len << 8)) * HK2, a);
+    } else {
+        uint64_t w1 = load_le64(p + 8);
+        m = pgp_lex_nonident8(w1);
+        if (!m) {
+            /* longer than 16: the general hash, no keyword */
+            const unsigned char *r = p + 16;
+            while (end - r >= 8 && !(m = pgp_lex_nonident8(load_le64(r))))
+                r += 8;
+            r = m ? r + (__builtin_ctzll(m) >> 3) : pgp_lex_ident_end(r, end);
+            *q = r;
+            *th = tok_hash_in('w', (const char *)p, (size_t)(r - p), true, (const char *)end);
+            return KW_NONE;
+        }
+        size_t l1 = (size_t)__builtin_ctzll(m) >> 3;
+        len = 8 + l1;
+        a = lower64(w0);
+        h = hash_step(((uint64_t)'w' ^ ((uint64_t)len << 8)) * HK2, a);
+        if (l1) {
+            b = lower64(w1 & ((1ULL << (8 * l1)) - 1));
+            h = hash_step(h, b);
+        }
+    }
+    *q = p + len;
     *th = h ^ (h >> 32);
     return kw_find(a, b, len);
 }
@@ -505,7 +549,7 @@ static inline void mix(norm_t *n, uint64_t th)
 }
 
 /* Writes one significant token (after one space if the input had a gap). */
-static inline void emit(norm_t *n, const char *text, size_t len, uint64_t th)
+static ALWAYS_INLINE void emit(norm_t *n, const char *text, size_t len, uint64_t th)
 {
     if (n->gap && n->olen > 0)
         out_byte(n, ' ');
@@ -643,7 +687,7 @@ static void set_prev(norm_t *n, uint8_t prev, unsigned kw)
 }
 
 /* A literal, $n, or TRUE/FALSE/NULL in value position: becomes ?. */
-static void emit_literal(norm_t *n, const pgp_lex_token_t *t)
+static ALWAYS_INLINE void emit_literal(norm_t *n, const pgp_lex_token_t *t)
 {
     if (n->minus_pending) {
         n->olen = n->minus_olen;
@@ -1061,6 +1105,12 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     const unsigned char *end = n.lx.end;
     while (n.lx.cur < end) {
         const unsigned char *p = n.lx.cur, *q;
+        /* the single space between most tokens, without a dispatch */
+        bool sp = *p == ' ';
+        n.gap |= sp;
+        p += sp;
+        if (p >= end)
+            break;
         uint64_t wth;
         unsigned kw;
         t.p = (const char *)p;
@@ -1073,11 +1123,10 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         case PGP_LEX_CC_ALPHA:
             if (!pgp_lex_plain_word_at(p, end))
                 break;
-            q = pgp_lex_ident_end(p + 1, end);
+            kw = scan_word(p, end, &q, &wth);
             n.lx.cur = q;
             t.kind = PGP_LEX_WORD;
             t.len = (size_t)(q - p);
-            kw = word_hash(t.p, t.len, (const char *)end, &wth);
             on_token(&n, &t, kw, wth);
             continue;
         case PGP_LEX_CC_DIGIT:
@@ -1142,6 +1191,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         default:
             break;
         }
+        n.lx.cur = p;
         pgp_lex_next(&n.lx, &t);
         if (pgp_lex_significant(t.kind)) {
             kw = KW_NONE;

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum {
     PGP_LEX_CC_SPACE,   /* whitespace and control bytes */
@@ -46,6 +47,24 @@ static inline const unsigned char *pgp_lex_ident_end(const unsigned char *p,
     while (p < end && pgp_lex_ident_cont[*p])
         p++;
     return p;
+}
+
+/*
+ * For 8 bytes packed little-endian in w: 0x80 in each byte that is not
+ * ident_cont, 0 elsewhere (SWAR: range tests on the 7-bit values, bytes
+ * >= 0x80 always ident_cont).  The first non-identifier byte is at
+ * ctz(result) / 8.
+ */
+static inline uint64_t pgp_lex_nonident8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+    uint64_t x = w & ~high;
+    uint64_t y = x | ones * 0x20;   /* A-Z to a-z; nothing else lands in a-z */
+#define PGP_LEX_IN_(v, lo, hi) (((v) + ones * (0x80 - (lo))) & ~((v) + ones * (0x7f - (hi))))
+    uint64_t ident = w | PGP_LEX_IN_(y, 'a', 'z') | PGP_LEX_IN_(x, '0', '9') |
+                     PGP_LEX_IN_(x, '_', '_') | PGP_LEX_IN_(x, '$', '$');
+#undef PGP_LEX_IN_
+    return ~ident & high;
 }
 
 /* The end of the run of the class-SPACE bytes starting at p. */
