@@ -418,6 +418,10 @@ static unsigned kw_lookup(const char *s, size_t len, const char *limit)
     return word_hash(s, len, limit, &th);
 }
 
+/* Token flag of the main loop's fast paths (the lexer's are 0x1, 0x2):
+ * a QIDENT without control bytes. */
+#define TF_CLEAN 0x100u
+
 /* Kind bytes of the canonical tokens (part of the v1 spec). */
 enum {
     FK_WORD = 'w', FK_QIDENT = 'q', FK_PLACEHOLDER = '?', FK_NUMBER = 'n',
@@ -477,6 +481,7 @@ typedef struct norm {
     size_t semi_olen;
     uint64_t semi_fp;
     unsigned nlists;        /* lists past LIST_MAX are not tracked (not collapsed) */
+    nlist_t *top;           /* &lists[nlists - 1], NULL when nlists is 0 */
     uint8_t cls;
     pgp_norm_result_t *res;
     pgp_norm_tags_t *tags;
@@ -517,9 +522,17 @@ static inline void copy_bytes(char *dst, const char *src, size_t len)
     }
 }
 
-static inline void out_put(norm_t *n, const char *s, size_t len)
+/*
+ * Appends s[0, len), a token of the input.  While 16 bytes are readable in
+ * the input and writable below cap, a token of up to 16 bytes is one
+ * 16-byte copy: the bytes past it are scratch that the next tokens (or the
+ * final NUL) overwrite, never past cap.
+ */
+static ALWAYS_INLINE void out_put(norm_t *n, const char *s, size_t len)
 {
-    if (n->olen + len <= n->cap) {
+    if (len <= 16 && n->olen + 16 <= n->cap && (const char *)n->lx.end - s >= 16) {
+        memcpy(n->out + n->olen, s, 16);
+    } else if (n->olen + len <= n->cap) {
         copy_bytes(n->out + n->olen, s, len);
     } else if (n->olen < n->cap) {
         memcpy(n->out + n->olen, s, n->cap - n->olen);
@@ -527,7 +540,7 @@ static inline void out_put(norm_t *n, const char *s, size_t len)
     n->olen += len;
 }
 
-static inline void out_byte(norm_t *n, char c)
+static ALWAYS_INLINE void out_byte(norm_t *n, char c)
 {
     if (n->olen < n->cap)
         n->out[n->olen] = c;
@@ -536,11 +549,11 @@ static inline void out_byte(norm_t *n, char c)
 
 static inline nlist_t *top_list(norm_t *n)
 {
-    return n->nlists ? &n->lists[n->nlists - 1] : NULL;
+    return n->top;
 }
 
 /* Mixes a token into the fingerprint and the element being hashed. */
-static inline void mix(norm_t *n, uint64_t th)
+static ALWAYS_INLINE void mix(norm_t *n, uint64_t th)
 {
     n->fp = combine(n->fp, th);
     nlist_t *l = top_list(n);
@@ -559,7 +572,7 @@ static ALWAYS_INLINE void emit(norm_t *n, const char *text, size_t len, uint64_t
 }
 
 /* emit() for a one-byte token. */
-static inline void emit_byte(norm_t *n, char c, uint64_t th)
+static ALWAYS_INLINE void emit_byte(norm_t *n, char c, uint64_t th)
 {
     if (n->gap && n->olen > 0)
         out_byte(n, ' ');
@@ -589,6 +602,7 @@ static void list_push(norm_t *n, uint8_t type, bool open)
     if (n->nlists == LIST_MAX)
         return;
     nlist_t *l = &n->lists[n->nlists++];
+    n->top = l;
     l->type = type;
     l->row = ROW_EXPECT;
     l->open = open;
@@ -604,7 +618,8 @@ static void list_pop(norm_t *n)
     if (n->nlists == 0)
         return;
     nlist_t *l = &n->lists[--n->nlists];
-    nlist_t *parent = top_list(n);
+    nlist_t *parent = n->nlists ? l - 1 : NULL;
+    n->top = parent;
     if (parent && parent->open)
         parent->eh = combine(parent->eh, fmix64(l->lh ^ FK_LIST));
 }
@@ -926,7 +941,10 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             list_push(n, LIST_VALUES, false);
         break;
     case PGP_LEX_QIDENT:
-        emit_sanitized(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
+        if (t->flags & TF_CLEAN)
+            emit(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
+        else
+            emit_sanitized(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
         set_prev(n, P_OPERAND, KW_NONE);
         break;
     case PGP_LEX_OP: {
@@ -1090,6 +1108,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     n.semi_olen = 0;
     n.semi_fp = 0;
     n.nlists = 0;
+    n.top = NULL;
     n.cls = CLS_FIRST;
     n.res = res;
     n.tags = tags;
@@ -1121,9 +1140,10 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.gap = true;
             continue;
         case PGP_LEX_CC_ALPHA:
-            if (!pgp_lex_plain_word_at(p, end))
-                break;
             kw = scan_word(p, end, &q, &wth);
+            /* B'' E'' N'' X'' U&'' U&"": their letter alone would be a word */
+            if (q == p + 1 && !pgp_lex_plain_word_at(p, end))
+                break;
             n.lx.cur = q;
             t.kind = PGP_LEX_WORD;
             t.len = (size_t)(q - p);
@@ -1160,6 +1180,24 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_OP;
             t.len = 1;
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_DQUOTE:
+            q = pgp_lex_qident_fast(p, end);
+            if (!q)
+                break;
+            n.lx.cur = q;
+            t.kind = PGP_LEX_QIDENT;
+            t.flags = TF_CLEAN;
+            t.len = (size_t)(q - p);
+            on_token(&n, &t, KW_NONE, 0);
+            continue;
+        case PGP_LEX_CC_QUOTE:
+            if (n.lx.backslash_escapes || !(q = pgp_lex_string_fast(p, end)))
+                break;
+            n.lx.cur = q;
+            t.kind = PGP_LEX_STRING;
+            t.len = (size_t)(q - p);
             on_token(&n, &t, KW_NONE, 0);
             continue;
         case PGP_LEX_CC_LP:

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum {
     PGP_LEX_CC_SPACE,   /* whitespace and control bytes */
@@ -65,6 +66,86 @@ static inline uint64_t pgp_lex_nonident8(uint64_t w)
                      PGP_LEX_IN_(x, '_', '_') | PGP_LEX_IN_(x, '$', '$');
 #undef PGP_LEX_IN_
     return ~ident & high;
+}
+
+/* The 8 bytes at p as a little-endian word (p + 8 <= end is the caller's). */
+static inline uint64_t pgp_lex_load8(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* 0x80 in each byte of w equal to the ASCII byte c (exact, SWAR). */
+static inline uint64_t pgp_lex_eq8(uint64_t w, unsigned char c)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+    uint64_t t = (w & ~high) ^ (ones * c);
+    return ~(t + ones * 0x7f) & ~w & high;
+}
+
+/* 0x80 in each byte of w that is a control byte (< 0x20 or 0x7f). */
+static inline uint64_t pgp_lex_ctrl8(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = ones * 0x80;
+    uint64_t x = w & ~high;
+    return (~(x + ones * 0x60) | pgp_lex_eq8(w, 0x7f)) & ~w & high;
+}
+
+/* The first byte at or after p equal to c and, if stop_ctrl, the first
+ * control byte; end when there is none. */
+static inline const unsigned char *pgp_lex_find(const unsigned char *p, const unsigned char *end,
+                                                unsigned char c, bool stop_ctrl)
+{
+    while (end - p >= 8) {
+        uint64_t w = pgp_lex_load8(p);
+        uint64_t m = pgp_lex_eq8(w, c) | (stop_ctrl ? pgp_lex_ctrl8(w) : 0);
+        if (m)
+            return p + (__builtin_ctzll(m) >> 3);
+        p += 8;
+    }
+    while (p < end && *p != c && !(stop_ctrl && (*p < 0x20 || *p == 0x7f)))
+        p++;
+    return p;
+}
+
+/*
+ * A quoted identifier "…" opening at p, without "" or control bytes
+ * inside: returns its end, the token pgp_lex_next() gives (kind QIDENT).
+ * NULL when pgp_lex_next() must decide (doubled quote, control byte,
+ * unterminated).
+ */
+static inline const unsigned char *pgp_lex_qident_fast(const unsigned char *p,
+                                                       const unsigned char *end)
+{
+    const unsigned char *r = pgp_lex_find(p + 1, end, '"', true);
+    if (r >= end || *r != '"' || (r + 1 < end && r[1] == '"'))
+        return NULL;
+    return r + 1;
+}
+
+/*
+ * A '…' string opening at p, standard_conforming_strings on, without ''
+ * inside and not continued (scan.l's quotecontinue: no newline or -- after
+ * the closing quote, before anything else than spaces): returns its end,
+ * the token pgp_lex_next() gives (kind STRING).  NULL when pgp_lex_next()
+ * must decide.
+ */
+static inline const unsigned char *pgp_lex_string_fast(const unsigned char *p,
+                                                       const unsigned char *end)
+{
+    const unsigned char *r = pgp_lex_find(p + 1, end, '\'', false);
+    if (r >= end || (r + 1 < end && r[1] == '\''))
+        return NULL;
+    const unsigned char *s = r + 1;
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\f'))
+        s++;
+    if (s < end && (*s == '\n' || *s == '\r' || *s == '-'))
+        return NULL;
+    return r + 1;
 }
 
 /* The end of the run of the class-SPACE bytes starting at p. */

@@ -7,7 +7,7 @@
  * runs (default 5) are printed, then the median, the jitter
  * ((max - min) / median / 2 * 100) and ns per input byte (linearity).
  *
- *   bench_normalize [runs]
+ *   bench_normalize [runs [workload]]     workload: orm, report or batch
  */
 #include "pgproxy/normalize.h"
 
@@ -125,6 +125,8 @@ int main(int argc, char **argv)
     printf("pgp_normalize: %d runs per workload, each >= 1 s\n", runs);
     for (size_t w = 0; w < sizeof(works) / sizeof(works[0]); w++) {
         double v[100];
+        if (argc > 2 && strncmp(works[w].name, argv[2], strlen(argv[2])) != 0)
+            continue;
         run_once(&works[w], out, bcap + 1);   /* warm-up */
         printf("%-12s (%6zu B):", works[w].name, works[w].bytes);
         for (int r = 0; r < runs; r++) {
