@@ -609,7 +609,7 @@ typedef struct norm {
     uint64_t fp, vh;
     uint32_t lits, stmts;
     bool stmt_start;
-    uint8_t prev, prev_kw, prev2_kw;
+    uint8_t prev, prev_kw;
     unsigned depth;
     uint64_t oby_mask;      /* bit d: ORDER/GROUP BY list open at depth d */
     bool minus_pending;
@@ -836,7 +836,6 @@ static inline bool prev_is_sign_position(const norm_t *n)
 static void set_prev(norm_t *n, uint8_t prev, unsigned kw)
 {
     n->prev = prev;
-    n->prev2_kw = n->prev_kw;
     n->prev_kw = (uint8_t)kw;
 }
 
@@ -1007,9 +1006,14 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
                                    uint64_t wth)
 {
     const char *end = (const char *)n->lx.end;
+    /* copies: t escapes to the helpers, so kind would be reloaded after
+     * each call instead of folding to the caller's constant */
+    const pgp_lex_kind_t kind = t->kind;
+    const char *const tp = t->p;
+    const size_t tlen = t->len;
     nlist_t *l;
 
-    if (t->kind == PGP_LEX_SEMI) {
+    if (kind == PGP_LEX_SEMI) {
         n->minus_pending = false;
         pop_all(n);
         if (!n->semi_pending) {
@@ -1031,28 +1035,29 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         n->stmt_start = false;
         n->stmts++;
     }
-    if (n->stmts == 1 && n->cls != CLS_DONE)
+    /* the first statement's kind (cls is CLS_DONE once a ; ends it) */
+    if (n->cls != CLS_DONE)
         classify(n, t, kw);
 
     /* VALUES lists: between rows, anything but ( or , ends the list */
     while ((l = top_list(n)) != NULL && l->type == LIST_VALUES && l->depth == n->depth &&
            l->row != ROW_IN) {
-        if (l->row == ROW_EXPECT && t->kind == PGP_LEX_LPAREN) {
+        if (l->row == ROW_EXPECT && kind == PGP_LEX_LPAREN) {
             l->row = ROW_IN;
             l->open = true;
             l->eh = 0;
             break;
         }
-        if (l->row == ROW_AFTER && t->kind == PGP_LEX_COMMA)
+        if (l->row == ROW_AFTER && kind == PGP_LEX_COMMA)
             break;
         list_pop(n);
     }
 
     bool minus_was_pending = n->minus_pending;
-    switch (t->kind) {
+    switch (kind) {
     case PGP_LEX_NUMBER:
         if (is_position_item(n, t)) {
-            emit(n, t->p, t->len, tok_hash_short(FK_NUMBER, t->p, t->len, end));
+            emit(n, tp, tlen, tok_hash_short(FK_NUMBER, tp, tlen, end));
             set_prev(n, P_OPERAND, KW_NONE);
         } else {
             emit_literal(n, t);
@@ -1069,7 +1074,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             emit_literal(n, t);
             break;
         }
-        emit(n, t->p, t->len, wth);
+        emit(n, tp, tlen, wth);
         if (kw == KW_BY && (n->prev_kw == KW_ORDER || n->prev_kw == KW_GROUP) &&
             n->depth < 64)
             n->oby_mask |= (uint64_t)1 << n->depth;
@@ -1081,13 +1086,13 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         break;
     case PGP_LEX_QIDENT:
         if (t->flags & TF_CLEAN)
-            emit(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
+            emit(n, tp, tlen, tok_hash_short(FK_QIDENT, tp, tlen, end));
         else
-            emit_sanitized(n, t->p, t->len, tok_hash_short(FK_QIDENT, t->p, t->len, end));
+            emit_sanitized(n, tp, tlen, tok_hash_short(FK_QIDENT, tp, tlen, end));
         set_prev(n, P_OPERAND, KW_NONE);
         break;
     case PGP_LEX_OP: {
-        bool sign = t->len == 1 && t->p[0] == '-' && prev_is_sign_position(n);
+        bool sign = tlen == 1 && tp[0] == '-' && prev_is_sign_position(n);
         if (sign) {
             l = top_list(n);
             n->minus_olen = n->olen;
@@ -1095,7 +1100,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             n->minus_eh = l ? l->eh : 0;
             n->minus_gap = n->gap;
         }
-        if (t->len == 1 && t->p[0] == '?') {
+        if (tlen == 1 && tp[0] == '?') {
             /* a lone ? (already-normalized text) hashes as a placeholder,
              * so normalizing normalized text keeps the fingerprint */
             emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
@@ -1103,12 +1108,12 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             n->minus_pending = false;
             break;
         }
-        if (t->len == 2 && t->p[0] == '!' && t->p[1] == '=')
-            emit(n, t->p, t->len, TH_WORD(FK_OP, 2, '<' | '>' << 8));
-        else if (t->len == 1)
-            emit_byte(n, t->p[0], tok_hash_short(FK_OP, t->p, 1, end));
+        if (tlen == 2 && tp[0] == '!' && tp[1] == '=')
+            emit(n, tp, tlen, TH_WORD(FK_OP, 2, '<' | '>' << 8));
+        else if (tlen == 1)
+            emit_byte(n, tp[0], tok_hash_short(FK_OP, tp, 1, end));
         else
-            emit(n, t->p, t->len, tok_hash_short(FK_OP, t->p, t->len, end));
+            emit(n, tp, tlen, tok_hash_short(FK_OP, tp, tlen, end));
         set_prev(n, P_OP, KW_NONE);
         n->minus_pending = sign;
         break;
@@ -1116,18 +1121,18 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
     case PGP_LEX_LPAREN:
     case PGP_LEX_LBRACKET: {
         uint8_t type = 0;
-        if (t->kind == PGP_LEX_LPAREN && n->prev == P_KW && n->prev_kw == KW_IN) {
+        if (kind == PGP_LEX_LPAREN && n->prev == P_KW && n->prev_kw == KW_IN) {
             pgp_lex_token_t nx;
             peek_sig(n, &nx);
             unsigned nkw = nx.kind == PGP_LEX_WORD
                                ? kw_lookup(nx.p, nx.len, end) : KW_NONE;
             if (!(nkw && (kw_entries[nkw].flags & KWF_SUBQUERY)))
                 type = LIST_IN;
-        } else if (t->kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
+        } else if (kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
                    n->prev == P_OPERAND) {
             type = LIST_ARRAY;
         }
-        if (t->kind == PGP_LEX_LPAREN)
+        if (kind == PGP_LEX_LPAREN)
             emit_byte(n, '(', TH_BYTE(FK_PUNCT, '('));
         else
             emit_byte(n, '[', TH_BYTE(FK_PUNCT, '['));
@@ -1140,8 +1145,8 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
     }
     case PGP_LEX_RPAREN:
     case PGP_LEX_RBRACKET: {
-        char c = t->kind == PGP_LEX_RPAREN ? ')' : ']';
-        uint64_t th = t->kind == PGP_LEX_RPAREN ? TH_BYTE(FK_PUNCT, ')') : TH_BYTE(FK_PUNCT, ']');
+        char c = kind == PGP_LEX_RPAREN ? ')' : ']';
+        uint64_t th = kind == PGP_LEX_RPAREN ? TH_BYTE(FK_PUNCT, ')') : TH_BYTE(FK_PUNCT, ']');
         l = top_list(n);
         if (l && l->type != LIST_VALUES && l->depth == n->depth) {
             list_end_element(n, l);
@@ -1177,7 +1182,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         break;
     }
     case PGP_LEX_TYPECAST:
-        emit(n, t->p, 2, TH_WORD(FK_PUNCT, 2, ':' | ':' << 8));
+        emit(n, tp, 2, TH_WORD(FK_PUNCT, 2, ':' | ':' << 8));
         set_prev(n, P_OTHER, KW_NONE);
         break;
     case PGP_LEX_DOT:
@@ -1189,11 +1194,11 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         set_prev(n, P_OTHER, KW_NONE);
         break;
     default:
-        emit(n, t->p, t->len, tok_hash_short(FK_OTHER, t->p, t->len, end));
+        emit(n, tp, tlen, tok_hash_short(FK_OTHER, tp, tlen, end));
         set_prev(n, P_OTHER, KW_NONE);
         break;
     }
-    if (minus_was_pending && t->kind != PGP_LEX_OP)
+    if (minus_was_pending && kind != PGP_LEX_OP)
         n->minus_pending = false;
 }
 
@@ -1236,7 +1241,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     n.stmts = 0;
     n.stmt_start = true;
     n.prev = P_START;
-    n.prev_kw = n.prev2_kw = KW_NONE;
+    n.prev_kw = KW_NONE;
     n.depth = 0;
     n.oby_mask = 0;
     n.minus_pending = false;
