@@ -595,9 +595,26 @@ typedef struct nlist {
 enum { P_START, P_OPERAND, P_OP, P_OPEN, P_COMMA, P_KW, P_OTHER };
 
 enum {
+    CLS_DONE = 0,   /* 0: part of norm_t.rare */
     CLS_FIRST, CLS_WITH, CLS_ROLLBACK, CLS_SET, CLS_NAME, CLS_NAME_DOT,
-    CLS_NAME_PART, CLS_NAME_DOTWORD, CLS_DEALLOC, CLS_PREPARE, CLS_DONE,
+    CLS_NAME_PART, CLS_NAME_DOTWORD, CLS_DEALLOC, CLS_PREPARE,
 };
+
+/*
+ * The states that make a token more than "emit it and set prev": all 0
+ * for most tokens, tested with one load (on_token).
+ */
+typedef union norm_rare {
+    uint32_t any;
+    struct {
+        bool stmt_start;    /* the next token starts a statement */
+        bool minus_pending; /* a sign - may fold into the next literal */
+        bool semi_pending;  /* trailing ; may be dropped back to semi_olen */
+        uint8_t cls;        /* classify() state, CLS_DONE once decided */
+    } f;
+} norm_rare_t;
+
+_Static_assert(sizeof(norm_rare_t) == sizeof(uint32_t), "norm_rare_t: four bytes, no padding");
 
 typedef struct norm {
     const char *sql;
@@ -608,20 +625,17 @@ typedef struct norm {
     bool gap;               /* whitespace or comment since the last token */
     uint64_t fp, vh;
     uint32_t lits, stmts;
-    bool stmt_start;
     uint8_t prev, prev_kw;
     unsigned depth;
     uint64_t oby_mask;      /* bit d: ORDER/GROUP BY list open at depth d */
-    bool minus_pending;
     bool minus_gap;
     size_t minus_olen;
     uint64_t minus_fp, minus_eh;
-    bool semi_pending;
     size_t semi_olen;
     uint64_t semi_fp;
     unsigned nlists;        /* lists past LIST_MAX are not tracked (not collapsed) */
     nlist_t *top;           /* &lists[nlists - 1], NULL when nlists is 0 */
-    uint8_t cls;
+    norm_rare_t rare;
     pgp_norm_result_t *res;
     pgp_norm_tags_t *tags;
     nlist_t lists[LIST_MAX];
@@ -842,7 +856,7 @@ static void set_prev(norm_t *n, uint8_t prev, unsigned kw)
 /* A literal, $n, or TRUE/FALSE/NULL in value position: becomes ?. */
 static ALWAYS_INLINE void emit_literal(norm_t *n, const pgp_lex_token_t *t)
 {
-    if (n->minus_pending) {
+    if (n->rare.f.minus_pending) {
         n->olen = n->minus_olen;
         n->fp = n->minus_fp;
         nlist_t *l = top_list(n);
@@ -850,7 +864,7 @@ static ALWAYS_INLINE void emit_literal(norm_t *n, const pgp_lex_token_t *t)
             l->eh = n->minus_eh;
         n->gap = n->minus_gap;
         n->vh = combine(n->vh, TH_BYTE(FK_VALUE, '-'));
-        n->minus_pending = false;
+        n->rare.f.minus_pending = false;
     }
     emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
     n->lits++;
@@ -861,7 +875,7 @@ static ALWAYS_INLINE void emit_literal(norm_t *n, const pgp_lex_token_t *t)
 /* A bare integer that is a whole ORDER BY / GROUP BY item: kept. */
 static bool is_position_item(const norm_t *n, const pgp_lex_token_t *t)
 {
-    if (n->depth >= 64 || !((n->oby_mask >> n->depth) & 1) || n->minus_pending)
+    if (n->depth >= 64 || !((n->oby_mask >> n->depth) & 1) || n->rare.f.minus_pending)
         return false;
     if (!(n->prev == P_COMMA || (n->prev == P_KW && n->prev_kw == KW_BY)))
         return false;
@@ -895,9 +909,9 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
     bool word = t->kind == PGP_LEX_WORD;
     bool name = word || t->kind == PGP_LEX_QIDENT;
 
-    switch (n->cls) {
+    switch (n->rare.f.cls) {
     case CLS_FIRST:
-        n->cls = CLS_DONE;
+        n->rare.f.cls = CLS_DONE;
         if (t->kind == PGP_LEX_LPAREN) {
             r->kind = PGP_NORM_KIND_SELECT;
             return;
@@ -905,7 +919,7 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         r->kind = PGP_NORM_KIND_OTHER;
         switch (kw) {
         case KW_SELECT: case KW_VALUES: case KW_TABLE: r->kind = PGP_NORM_KIND_SELECT; break;
-        case KW_WITH: r->kind = PGP_NORM_KIND_SELECT; n->cls = CLS_WITH; break;
+        case KW_WITH: r->kind = PGP_NORM_KIND_SELECT; n->rare.f.cls = CLS_WITH; break;
         case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; break;
         case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; break;
         case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; break;
@@ -914,15 +928,15 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         case KW_BEGIN: case KW_START: r->kind = PGP_NORM_KIND_BEGIN; break;
         case KW_COMMIT: case KW_END: r->kind = PGP_NORM_KIND_COMMIT; break;
         case KW_ABORT: r->kind = PGP_NORM_KIND_ROLLBACK; break;
-        case KW_ROLLBACK: r->kind = PGP_NORM_KIND_ROLLBACK; n->cls = CLS_ROLLBACK; break;
+        case KW_ROLLBACK: r->kind = PGP_NORM_KIND_ROLLBACK; n->rare.f.cls = CLS_ROLLBACK; break;
         case KW_SAVEPOINT: case KW_RELEASE: r->kind = PGP_NORM_KIND_SAVEPOINT; break;
-        case KW_SET: r->kind = PGP_NORM_KIND_SET; n->cls = CLS_SET; break;
-        case KW_RESET: r->kind = PGP_NORM_KIND_RESET; n->cls = CLS_NAME_PART; break;
-        case KW_SHOW: r->kind = PGP_NORM_KIND_SHOW; n->cls = CLS_NAME_PART; break;
-        case KW_PREPARE: r->kind = PGP_NORM_KIND_PREPARE; n->cls = CLS_PREPARE; break;
-        case KW_EXECUTE: r->kind = PGP_NORM_KIND_EXECUTE; n->cls = CLS_NAME; break;
-        case KW_DEALLOCATE: r->kind = PGP_NORM_KIND_DEALLOCATE; n->cls = CLS_DEALLOC; break;
-        case KW_DISCARD: r->kind = PGP_NORM_KIND_DISCARD; n->cls = CLS_NAME; break;
+        case KW_SET: r->kind = PGP_NORM_KIND_SET; n->rare.f.cls = CLS_SET; break;
+        case KW_RESET: r->kind = PGP_NORM_KIND_RESET; n->rare.f.cls = CLS_NAME_PART; break;
+        case KW_SHOW: r->kind = PGP_NORM_KIND_SHOW; n->rare.f.cls = CLS_NAME_PART; break;
+        case KW_PREPARE: r->kind = PGP_NORM_KIND_PREPARE; n->rare.f.cls = CLS_PREPARE; break;
+        case KW_EXECUTE: r->kind = PGP_NORM_KIND_EXECUTE; n->rare.f.cls = CLS_NAME; break;
+        case KW_DEALLOCATE: r->kind = PGP_NORM_KIND_DEALLOCATE; n->rare.f.cls = CLS_DEALLOC; break;
+        case KW_DISCARD: r->kind = PGP_NORM_KIND_DISCARD; n->rare.f.cls = CLS_NAME; break;
         case KW_CREATE: case KW_ALTER: case KW_DROP: case KW_TRUNCATE: case KW_GRANT:
         case KW_REVOKE: case KW_COMMENT:
             r->kind = PGP_NORM_KIND_DDL;
@@ -935,17 +949,17 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         if (n->depth != 0)
             return;
         switch (kw) {
-        case KW_SELECT: case KW_VALUES: case KW_TABLE: n->cls = CLS_DONE; return;
-        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; n->cls = CLS_DONE; return;
-        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; n->cls = CLS_DONE; return;
-        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; n->cls = CLS_DONE; return;
-        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; n->cls = CLS_DONE; return;
+        case KW_SELECT: case KW_VALUES: case KW_TABLE: n->rare.f.cls = CLS_DONE; return;
+        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; n->rare.f.cls = CLS_DONE; return;
+        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; n->rare.f.cls = CLS_DONE; return;
+        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; n->rare.f.cls = CLS_DONE; return;
+        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; n->rare.f.cls = CLS_DONE; return;
         default: return;
         }
     case CLS_ROLLBACK:
         if (kw == KW_TO)
             r->kind = PGP_NORM_KIND_SAVEPOINT;
-        n->cls = CLS_DONE;
+        n->rare.f.cls = CLS_DONE;
         return;
     case CLS_SET:
         if (kw == KW_SESSION)
@@ -954,20 +968,20 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
             r->set_local = true;
             return;
         }
-        n->cls = CLS_NAME_PART;
+        n->rare.f.cls = CLS_NAME_PART;
         classify(n, t, kw);
         return;
     case CLS_PREPARE:
         if (kw == KW_TRANSACTION) {
             r->kind = PGP_NORM_KIND_COMMIT;
-            n->cls = CLS_DONE;
+            n->rare.f.cls = CLS_DONE;
             return;
         }
-        n->cls = CLS_NAME;
+        n->rare.f.cls = CLS_NAME;
         classify(n, t, kw);
         return;
     case CLS_DEALLOC:
-        n->cls = CLS_NAME;
+        n->rare.f.cls = CLS_NAME;
         if (kw == KW_PREPARE)
             return;
         classify(n, t, kw);
@@ -978,18 +992,18 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
             r->name_off = (size_t)(t->p - n->sql);
             r->name_len = t->len;
         }
-        n->cls = name && n->cls == CLS_NAME_PART ? CLS_NAME_DOT : CLS_DONE;
+        n->rare.f.cls = name && n->rare.f.cls == CLS_NAME_PART ? CLS_NAME_DOT : CLS_DONE;
         return;
     case CLS_NAME_DOT:
         /* dotted parameter names (pgproxy.request_id) */
-        n->cls = t->kind == PGP_LEX_DOT ? CLS_NAME_DOTWORD : CLS_DONE;
+        n->rare.f.cls = t->kind == PGP_LEX_DOT ? CLS_NAME_DOTWORD : CLS_DONE;
         return;
     case CLS_NAME_DOTWORD:
         if (name) {
             r->name_len = (size_t)(t->p + t->len - (n->sql + r->name_off));
-            n->cls = CLS_NAME_DOT;
+            n->rare.f.cls = CLS_NAME_DOT;
         } else {
-            n->cls = CLS_DONE;
+            n->rare.f.cls = CLS_DONE;
         }
         return;
     default:
@@ -1014,10 +1028,10 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
     nlist_t *l;
 
     if (kind == PGP_LEX_SEMI) {
-        n->minus_pending = false;
+        n->rare.f.minus_pending = false;
         pop_all(n);
-        if (!n->semi_pending) {
-            n->semi_pending = true;
+        if (!n->rare.f.semi_pending) {
+            n->rare.f.semi_pending = true;
             n->semi_olen = n->olen;
             n->semi_fp = n->fp;
         }
@@ -1025,19 +1039,23 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         n->oby_mask = 0;
         emit_byte(n, ';', TH_BYTE(FK_PUNCT, ';'));
         set_prev(n, P_START, KW_NONE);
-        n->stmt_start = true;
-        if (n->cls != CLS_DONE && n->stmts == 1)
-            n->cls = CLS_DONE;
+        n->rare.f.stmt_start = true;
+        if (n->rare.f.cls != CLS_DONE && n->stmts == 1)
+            n->rare.f.cls = CLS_DONE;
         return;
     }
-    n->semi_pending = false;
-    if (n->stmt_start) {
-        n->stmt_start = false;
-        n->stmts++;
+    bool minus_was_pending = false;
+    if (n->rare.any != 0) {
+        n->rare.f.semi_pending = false;
+        if (n->rare.f.stmt_start) {
+            n->rare.f.stmt_start = false;
+            n->stmts++;
+        }
+        /* the first statement's kind (cls is CLS_DONE once a ; ends it) */
+        if (n->rare.f.cls != CLS_DONE)
+            classify(n, t, kw);
+        minus_was_pending = n->rare.f.minus_pending;
     }
-    /* the first statement's kind (cls is CLS_DONE once a ; ends it) */
-    if (n->cls != CLS_DONE)
-        classify(n, t, kw);
 
     /* VALUES lists: between rows, anything but ( or , ends the list */
     while ((l = top_list(n)) != NULL && l->type == LIST_VALUES && l->depth == n->depth &&
@@ -1053,7 +1071,6 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         list_pop(n);
     }
 
-    bool minus_was_pending = n->minus_pending;
     switch (kind) {
     case PGP_LEX_NUMBER:
         if (is_position_item(n, t)) {
@@ -1065,12 +1082,12 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         break;
     case PGP_LEX_STRING:
     case PGP_LEX_PARAM:
-        n->minus_pending = false;
+        n->rare.f.minus_pending = false;
         emit_literal(n, t);
         break;
     case PGP_LEX_WORD:
         if ((kw == KW_TRUE || kw == KW_FALSE || kw == KW_NULL) && prev_is_value_position(n)) {
-            n->minus_pending = false;
+            n->rare.f.minus_pending = false;
             emit_literal(n, t);
             break;
         }
@@ -1105,7 +1122,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
              * so normalizing normalized text keeps the fingerprint */
             emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
             set_prev(n, P_OPERAND, KW_NONE);
-            n->minus_pending = false;
+            n->rare.f.minus_pending = false;
             break;
         }
         if (tlen == 2 && tp[0] == '!' && tp[1] == '=')
@@ -1115,7 +1132,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         else
             emit(n, tp, tlen, tok_hash_short(FK_OP, tp, tlen, end));
         set_prev(n, P_OP, KW_NONE);
-        n->minus_pending = sign;
+        n->rare.f.minus_pending = sign;
         break;
     }
     case PGP_LEX_LPAREN:
@@ -1199,7 +1216,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         break;
     }
     if (minus_was_pending && kind != PGP_LEX_OP)
-        n->minus_pending = false;
+        n->rare.f.minus_pending = false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1239,21 +1256,22 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     n.vh = 0;
     n.lits = 0;
     n.stmts = 0;
-    n.stmt_start = true;
+    n.rare.any = 0;
+    n.rare.f.stmt_start = true;
     n.prev = P_START;
     n.prev_kw = KW_NONE;
     n.depth = 0;
     n.oby_mask = 0;
-    n.minus_pending = false;
+    n.rare.f.minus_pending = false;
     n.minus_gap = false;
     n.minus_olen = 0;
     n.minus_fp = n.minus_eh = 0;
-    n.semi_pending = false;
+    n.rare.f.semi_pending = false;
     n.semi_olen = 0;
     n.semi_fp = 0;
     n.nlists = 0;
     n.top = NULL;
-    n.cls = CLS_FIRST;
+    n.rare.f.cls = CLS_FIRST;
     n.res = res;
     n.tags = tags;
     if (tags)
@@ -1392,7 +1410,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         }
     }
     pop_all(&n);
-    if (n.semi_pending) {
+    if (n.rare.f.semi_pending) {
         n.olen = n.semi_olen;
         n.fp = n.semi_fp;
     }
