@@ -1312,11 +1312,13 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             on_token(&n, &t, kw, wth);
             continue;
         case PGP_LEX_CC_DIGIT:
-            /* a plain decimal integer; 0x 0o 0b, _ . e go the long way */
+            /* 123 or 12.50; 0x 0o 0b, _, e, 1. and 1..2 go the long way */
             if (*p == '0' && p + 1 < end &&
                 ((p[1] | 0x20) == 'x' || (p[1] | 0x20) == 'o' || (p[1] | 0x20) == 'b'))
                 break;
             q = pgp_lex_digits_end(p + 1, end);
+            if (q + 1 < end && *q == '.' && (unsigned)(q[1] - '0') < 10u)
+                q = pgp_lex_digits_end(q + 2, end);   /* 12.50 */
             if (q < end && (*q == '.' || *q == '_' || (*q | 0x20) == 'e'))
                 break;
             n.lx.cur = q;
