@@ -441,16 +441,23 @@ static uint64_t tok_hash_in(unsigned kind, const char *s, size_t len, bool lower
 }
 
 /*
- * tok_hash_in(kind, s, len, false, limit) for a token of 1 to 8 bytes is
- * one step; longer (or empty) ones take the loop.
+ * tok_hash_in(kind, s, len, false, limit) with tokens of 1 to 16 bytes
+ * (most literals, operators, identifiers) hashed inline in one or two
+ * steps; longer (or empty) ones take the loop.
  */
-static inline uint64_t tok_hash_short(unsigned kind, const char *s, size_t len,
-                                      const char *limit)
+static ALWAYS_INLINE uint64_t tok_hash_short(unsigned kind, const char *s, size_t len,
+                                             const char *limit)
 {
-    if (len - 1 >= 8)
+    if (len - 1 >= 16)
         return tok_hash_in(kind, s, len, false, limit);
+    const unsigned char *p = (const unsigned char *)s, *lim = (const unsigned char *)limit;
     uint64_t h = ((uint64_t)kind ^ ((uint64_t)len << 8)) * HK2;
-    h = hash_step(h, load_part((const unsigned char *)s, len, (const unsigned char *)limit));
+    if (len <= 8) {
+        h = hash_step(h, load_part(p, len, lim));
+    } else {
+        h = hash_step(h, load_part(p, 8, lim));
+        h = hash_step(h, load_part(p + 8, len - 8, lim));
+    }
     return h ^ (h >> 32);
 }
 
