@@ -21,329 +21,9 @@
 #include "pgproxy/normalize.h"
 #include "pgproxy/lex.h"
 #include "pgproxy/lex_inline.h"
+#include "pgproxy/kw.h"
 
 #include <string.h>
-
-#define KWF_VALUEPOS   0x1u   /* TRUE/FALSE/NULL after it are values */
-#define KWF_NONOPERAND 0x2u   /* a - after it is a sign */
-#define KWF_OBY_END    0x4u   /* ends an ORDER BY / GROUP BY list */
-#define KWF_SUBQUERY   0x8u   /* IN ( followed by it is a subquery */
-
-typedef struct kw_entry {
-    uint64_t a, b;            /* lower-case bytes 0-7 and 8-15, little-endian */
-    uint8_t len;
-    uint8_t flags;
-} kw_entry_t;
-
-/* Generated: slot = ((a ^ b * HK2) * KW_MUL) >> 56 is a perfect hash of
- * the keywords (no two share a slot); 0 = empty. */
-enum kw_id {
-    KW_NONE = 0,
-    KW_SELECT,
-    KW_WITH,
-    KW_VALUES,
-    KW_TABLE,
-    KW_INSERT,
-    KW_UPDATE,
-    KW_DELETE,
-    KW_MERGE,
-    KW_COPY,
-    KW_BEGIN,
-    KW_START,
-    KW_COMMIT,
-    KW_END,
-    KW_ROLLBACK,
-    KW_ABORT,
-    KW_SAVEPOINT,
-    KW_RELEASE,
-    KW_SET,
-    KW_RESET,
-    KW_SHOW,
-    KW_PREPARE,
-    KW_EXECUTE,
-    KW_DEALLOCATE,
-    KW_DISCARD,
-    KW_CREATE,
-    KW_ALTER,
-    KW_DROP,
-    KW_TRUNCATE,
-    KW_GRANT,
-    KW_REVOKE,
-    KW_COMMENT,
-    KW_TO,
-    KW_PREPARED,
-    KW_TRANSACTION,
-    KW_SESSION,
-    KW_LOCAL,
-    KW_IN,
-    KW_ARRAY,
-    KW_ORDER,
-    KW_GROUP,
-    KW_BY,
-    KW_TRUE,
-    KW_FALSE,
-    KW_NULL,
-    KW_IS,
-    KW_NOT,
-    KW_ON,
-    KW_THEN,
-    KW_ELSE,
-    KW_AND,
-    KW_OR,
-    KW_DEFAULT,
-    KW_RETURNING,
-    KW_WHEN,
-    KW_WHERE,
-    KW_LIKE,
-    KW_ILIKE,
-    KW_BETWEEN,
-    KW_LIMIT,
-    KW_OFFSET,
-    KW_HAVING,
-    KW_CASE,
-    KW_RETURN,
-    KW_WINDOW,
-    KW_FETCH,
-    KW_FOR,
-    KW_UNION,
-    KW_INTERSECT,
-    KW_EXCEPT,
-    KW_DISTINCT,
-    KW_ALL,
-    KW_FROM,
-    KW_EXPLAIN,
-};
-
-static const kw_entry_t kw_entries[] = {
-    {0, 0, 0, 0},
-    {0x00007463656c6573ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_SUBQUERY}, /* select */
-    {0x0000000068746977ULL, 0x0ULL, 4, KWF_SUBQUERY}, /* with */
-    {0x00007365756c6176ULL, 0x0ULL, 6, KWF_NONOPERAND|KWF_SUBQUERY}, /* values */
-    {0x000000656c626174ULL, 0x0ULL, 5, KWF_SUBQUERY}, /* table */
-    {0x0000747265736e69ULL, 0x0ULL, 6, 0}, /* insert */
-    {0x0000657461647075ULL, 0x0ULL, 6, 0}, /* update */
-    {0x00006574656c6564ULL, 0x0ULL, 6, 0}, /* delete */
-    {0x000000656772656dULL, 0x0ULL, 5, 0}, /* merge */
-    {0x0000000079706f63ULL, 0x0ULL, 4, 0}, /* copy */
-    {0x0000006e69676562ULL, 0x0ULL, 5, 0}, /* begin */
-    {0x0000007472617473ULL, 0x0ULL, 5, 0}, /* start */
-    {0x000074696d6d6f63ULL, 0x0ULL, 6, 0}, /* commit */
-    {0x0000000000646e65ULL, 0x0ULL, 3, 0}, /* end */
-    {0x6b6361626c6c6f72ULL, 0x0ULL, 8, 0}, /* rollback */
-    {0x00000074726f6261ULL, 0x0ULL, 5, 0}, /* abort */
-    {0x6e696f7065766173ULL, 0x74ULL, 9, 0}, /* savepoint */
-    {0x00657361656c6572ULL, 0x0ULL, 7, 0}, /* release */
-    {0x0000000000746573ULL, 0x0ULL, 3, 0}, /* set */
-    {0x0000007465736572ULL, 0x0ULL, 5, 0}, /* reset */
-    {0x00000000776f6873ULL, 0x0ULL, 4, 0}, /* show */
-    {0x0065726170657270ULL, 0x0ULL, 7, 0}, /* prepare */
-    {0x0065747563657865ULL, 0x0ULL, 7, 0}, /* execute */
-    {0x61636f6c6c616564ULL, 0x6574ULL, 10, 0}, /* deallocate */
-    {0x0064726163736964ULL, 0x0ULL, 7, 0}, /* discard */
-    {0x0000657461657263ULL, 0x0ULL, 6, 0}, /* create */
-    {0x0000007265746c61ULL, 0x0ULL, 5, 0}, /* alter */
-    {0x00000000706f7264ULL, 0x0ULL, 4, 0}, /* drop */
-    {0x657461636e757274ULL, 0x0ULL, 8, 0}, /* truncate */
-    {0x000000746e617267ULL, 0x0ULL, 5, 0}, /* grant */
-    {0x0000656b6f766572ULL, 0x0ULL, 6, 0}, /* revoke */
-    {0x00746e656d6d6f63ULL, 0x0ULL, 7, 0}, /* comment */
-    {0x0000000000006f74ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* to */
-    {0x6465726170657270ULL, 0x0ULL, 8, 0}, /* prepared */
-    {0x746361736e617274ULL, 0x6e6f69ULL, 11, 0}, /* transaction */
-    {0x006e6f6973736573ULL, 0x0ULL, 7, 0}, /* session */
-    {0x0000006c61636f6cULL, 0x0ULL, 5, 0}, /* local */
-    {0x0000000000006e69ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* in */
-    {0x0000007961727261ULL, 0x0ULL, 5, 0}, /* array */
-    {0x000000726564726fULL, 0x0ULL, 5, 0}, /* order */
-    {0x00000070756f7267ULL, 0x0ULL, 5, 0}, /* group */
-    {0x0000000000007962ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* by */
-    {0x0000000065757274ULL, 0x0ULL, 4, 0}, /* true */
-    {0x00000065736c6166ULL, 0x0ULL, 5, 0}, /* false */
-    {0x000000006c6c756eULL, 0x0ULL, 4, 0}, /* null */
-    {0x0000000000007369ULL, 0x0ULL, 2, KWF_NONOPERAND}, /* is */
-    {0x0000000000746f6eULL, 0x0ULL, 3, KWF_NONOPERAND}, /* not */
-    {0x0000000000006e6fULL, 0x0ULL, 2, 0}, /* on */
-    {0x000000006e656874ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* then */
-    {0x0000000065736c65ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* else */
-    {0x0000000000646e61ULL, 0x0ULL, 3, KWF_VALUEPOS|KWF_NONOPERAND}, /* and */
-    {0x000000000000726fULL, 0x0ULL, 2, KWF_VALUEPOS|KWF_NONOPERAND}, /* or */
-    {0x00746c7561666564ULL, 0x0ULL, 7, KWF_VALUEPOS|KWF_NONOPERAND}, /* default */
-    {0x6e696e7275746572ULL, 0x67ULL, 9, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* returning */
-    {0x000000006e656877ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* when */
-    {0x0000006572656877ULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND}, /* where */
-    {0x00000000656b696cULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* like */
-    {0x000000656b696c69ULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND}, /* ilike */
-    {0x006e656577746562ULL, 0x0ULL, 7, KWF_VALUEPOS|KWF_NONOPERAND}, /* between */
-    {0x00000074696d696cULL, 0x0ULL, 5, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* limit */
-    {0x000074657366666fULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* offset */
-    {0x0000676e69766168ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND|KWF_OBY_END}, /* having */
-    {0x0000000065736163ULL, 0x0ULL, 4, KWF_VALUEPOS|KWF_NONOPERAND}, /* case */
-    {0x00006e7275746572ULL, 0x0ULL, 6, KWF_VALUEPOS|KWF_NONOPERAND}, /* return */
-    {0x0000776f646e6977ULL, 0x0ULL, 6, KWF_OBY_END}, /* window */
-    {0x0000006863746566ULL, 0x0ULL, 5, KWF_OBY_END}, /* fetch */
-    {0x0000000000726f66ULL, 0x0ULL, 3, KWF_OBY_END}, /* for */
-    {0x0000006e6f696e75ULL, 0x0ULL, 5, KWF_OBY_END}, /* union */
-    {0x6365737265746e69ULL, 0x74ULL, 9, KWF_OBY_END}, /* intersect */
-    {0x0000747065637865ULL, 0x0ULL, 6, KWF_OBY_END}, /* except */
-    {0x74636e6974736964ULL, 0x0ULL, 8, KWF_NONOPERAND}, /* distinct */
-    {0x00000000006c6c61ULL, 0x0ULL, 3, KWF_NONOPERAND}, /* all */
-    {0x000000006d6f7266ULL, 0x0ULL, 4, KWF_NONOPERAND}, /* from */
-    {0x006e69616c707865ULL, 0x0ULL, 7, 0}, /* explain */
-};
-
-static const uint8_t kw_slots[256] = {
-    0, 60, 0, 0, 0, 67, 22, 51, 0, 0, 0, 0, 0, 0, 0, 0,
-    0, 0, 61, 0, 0, 8, 0, 0, 0, 0, 52, 0, 0, 54, 16, 0,
-    0, 19, 39, 0, 0, 0, 0, 1, 0, 13, 0, 0, 5, 64, 0, 26,
-    35, 17, 0, 0, 0, 0, 72, 0, 0, 36, 0, 0, 0, 0, 0, 0,
-    0, 0, 2, 0, 0, 0, 0, 0, 10, 32, 0, 0, 9, 0, 0, 0,
-    0, 66, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 21, 0, 23, 0,
-    0, 34, 68, 55, 0, 0, 0, 44, 0, 4, 73, 0, 0, 0, 0, 0,
-    37, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 46, 0, 0, 69, 0,
-    0, 0, 24, 47, 59, 0, 43, 0, 0, 0, 0, 0, 63, 0, 28, 0,
-    0, 29, 0, 48, 0, 6, 20, 0, 18, 0, 71, 11, 0, 0, 0, 0,
-    33, 0, 0, 0, 42, 0, 0, 0, 0, 56, 0, 3, 15, 0, 0, 0,
-    0, 0, 0, 27, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    31, 0, 0, 0, 70, 0, 58, 0, 0, 0, 38, 30, 65, 0, 0, 0,
-    0, 0, 40, 0, 45, 53, 0, 0, 41, 0, 0, 0, 0, 0, 57, 0,
-    14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 62,
-    0, 12, 0, 0, 49, 0, 0, 0, 0, 0, 0, 25, 0, 0, 0, 0,
-};
-
-/* The lower-case words of the slots above, bytes 0-7 and 8-15 (0 for empty
- * slots, which no word matches: identifier bytes are never 0). */
-static const uint64_t kw_slot_a[256] = {
-    0x0000000000000000ULL, 0x000074657366666fULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000006e6f696e75ULL, 0x0065747563657865ULL, 0x000000000000726fULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000676e69766168ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x000000656772656dULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x00746c7561666564ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x000000006e656877ULL, 0x6e696f7065766173ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000007465736572ULL, 0x000000726564726fULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x00007463656c6573ULL,
-    0x0000000000000000ULL, 0x0000000000646e65ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000747265736e69ULL, 0x0000776f646e6977ULL, 0x0000000000000000ULL, 0x0000007265746c61ULL,
-    0x006e6f6973736573ULL, 0x00657361656c6572ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x000000006d6f7266ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000006c61636f6cULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000068746977ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000006e69676562ULL, 0x0000000000006f74ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000079706f63ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000726f66ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0065726170657270ULL, 0x0000000000000000ULL, 0x61636f6c6c616564ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x746361736e617274ULL, 0x6365737265746e69ULL, 0x0000006572656877ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x000000006c6c756eULL,
-    0x0000000000000000ULL, 0x000000656c626174ULL, 0x006e69616c707865ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000006e69ULL, 0x0000000000646e61ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000746f6eULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000747065637865ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0064726163736964ULL, 0x0000000000006e6fULL,
-    0x00000074696d696cULL, 0x0000000000000000ULL, 0x00000065736c6166ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x00006e7275746572ULL, 0x0000000000000000ULL, 0x657461636e757274ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x000000746e617267ULL, 0x0000000000000000ULL, 0x000000006e656874ULL,
-    0x0000000000000000ULL, 0x0000657461647075ULL, 0x00000000776f6873ULL, 0x0000000000000000ULL,
-    0x0000000000746573ULL, 0x0000000000000000ULL, 0x00000000006c6c61ULL, 0x0000007472617473ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x6465726170657270ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000065757274ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x00000000656b696cULL, 0x0000000000000000ULL, 0x00007365756c6176ULL,
-    0x00000074726f6261ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x00000000706f7264ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x00746e656d6d6f63ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x74636e6974736964ULL, 0x0000000000000000ULL, 0x006e656577746562ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000007961727261ULL, 0x0000656b6f766572ULL,
-    0x0000006863746566ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x00000070756f7267ULL, 0x0000000000000000ULL,
-    0x0000000000007369ULL, 0x6e696e7275746572ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000007962ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x000000656b696c69ULL, 0x0000000000000000ULL,
-    0x6b6361626c6c6f72ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x00006574656c6564ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000065736163ULL,
-    0x0000000000000000ULL, 0x000074696d6d6f63ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000065736c65ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000657461657263ULL,
-    0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL, 0x0000000000000000ULL,
-};
-static const uint64_t kw_slot_b[256] = {
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x74ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x6574ULL, 0x0ULL,
-    0x0ULL, 0x6e6f69ULL, 0x74ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x67ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-    0x0ULL, 0x0ULL, 0x0ULL, 0x0ULL,
-};
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -353,7 +33,6 @@ static const uint64_t kw_slot_b[256] = {
 
 #define HK1 0x9E3779B97F4A7C15ULL
 #define HK2 0xC2B2AE3D27D4EB4FULL
-#define KW_MUL 0x2de0dd4874f437f9ULL   /* see kw_slots */
 
 /* ------------------------------------------------------------------ */
 /* Hashing                                                             */
@@ -475,18 +154,6 @@ static ALWAYS_INLINE uint64_t tok_hash_short(unsigned kind, const char *s, size_
                                  0x003176206d726f6eULL))
 
 /*
- * The keyword id of the lower-cased, zero-padded word (a, b) of len bytes,
- * or KW_NONE: one probe of the perfect hash.  Comparing (a, b) compares
- * the lengths too (no identifier byte is 0), and the slot's own copy of
- * the words saves a dependent load.
- */
-static inline unsigned kw_find(uint64_t a, uint64_t b)
-{
-    unsigned slot = (unsigned)(((a ^ b * HK2) * KW_MUL) >> 56);
-    return kw_slot_a[slot] == a && kw_slot_b[slot] == b ? kw_slots[slot] : KW_NONE;
-}
-
-/*
  * A word's canonical hash (kind 'w', lower-cased) and its keyword id, in
  * one pass: words up to 16 bytes are two loads.  Same hash as tok_hash_in.
  */
@@ -494,7 +161,7 @@ static unsigned word_hash(const char *s, size_t len, const char *limit, uint64_t
 {
     if (len > 16) {
         *th = tok_hash_in('w', s, len, true, limit);
-        return KW_NONE;
+        return PGP_KW_NONE;
     }
     const unsigned char *p = (const unsigned char *)s, *lim = (const unsigned char *)limit;
     uint64_t a = lower64(load_part(p, len < 8 ? len : 8, lim));
@@ -504,7 +171,7 @@ static unsigned word_hash(const char *s, size_t len, const char *limit, uint64_t
     if (len > 8)
         h = hash_step(h, b);
     *th = h ^ (h >> 32);
-    return kw_find(a, b);
+    return pgp_kw_find(a, b);
 }
 
 /*
@@ -541,7 +208,7 @@ static ALWAYS_INLINE unsigned scan_word(const unsigned char *p, const unsigned c
             r = m ? r + (__builtin_ctzll(m) >> 3) : pgp_lex_ident_end(r, end);
             *q = r;
             *th = tok_hash_in('w', (const char *)p, (size_t)(r - p), true, (const char *)end);
-            return KW_NONE;
+            return PGP_KW_NONE;
         }
         size_t l1 = (size_t)__builtin_ctzll(m) >> 3;
         len = 8 + l1;
@@ -554,10 +221,10 @@ static ALWAYS_INLINE unsigned scan_word(const unsigned char *p, const unsigned c
     }
     *q = p + len;
     *th = h ^ (h >> 32);
-    return kw_find(a, b);
+    return pgp_kw_find(a, b);
 }
 
-/* kw_find for a word in the input (used on lookahead tokens). */
+/* pgp_kw_find for a word in the input (used on lookahead tokens). */
 static unsigned kw_lookup(const char *s, size_t len, const char *limit)
 {
     uint64_t th;
@@ -843,7 +510,7 @@ static inline bool prev_is_value_position(const norm_t *n)
     case P_OP: case P_OPEN: case P_COMMA:
         return true;
     case P_KW:
-        return (kw_entries[n->prev_kw].flags & KWF_VALUEPOS) != 0;
+        return (pgp_kw_entries[n->prev_kw].flags & PGP_KWF_VALUEPOS) != 0;
     default:
         return false;
     }
@@ -876,7 +543,7 @@ static ALWAYS_INLINE void emit_literal(norm_t *n, const pgp_lex_token_t *t)
     emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
     n->lits++;
     n->vh = combine(n->vh, tok_hash_short(FK_VALUE, t->p, t->len, (const char *)n->lx.end));
-    set_prev(n, P_OPERAND, KW_NONE);
+    set_prev(n, P_OPERAND, PGP_KW_NONE);
 }
 
 /* A bare integer that is a whole ORDER BY / GROUP BY item: kept. */
@@ -884,7 +551,7 @@ static bool is_position_item(const norm_t *n, const pgp_lex_token_t *t)
 {
     if (n->depth >= 64 || !((n->oby_mask >> n->depth) & 1) || n->rare.f.minus_pending)
         return false;
-    if (!(n->prev == P_COMMA || (n->prev == P_KW && n->prev_kw == KW_BY)))
+    if (!(n->prev == P_COMMA || (n->prev == P_KW && n->prev_kw == PGP_KW_BY)))
         return false;
     for (size_t i = 0; i < t->len; i++)
         if (t->p[i] < '0' || t->p[i] > '9')
@@ -925,27 +592,27 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         }
         r->kind = PGP_NORM_KIND_OTHER;
         switch (kw) {
-        case KW_SELECT: case KW_VALUES: case KW_TABLE: r->kind = PGP_NORM_KIND_SELECT; break;
-        case KW_WITH: r->kind = PGP_NORM_KIND_SELECT; n->rare.f.cls = CLS_WITH; break;
-        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; break;
-        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; break;
-        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; break;
-        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; break;
-        case KW_COPY: r->kind = PGP_NORM_KIND_COPY; break;
-        case KW_BEGIN: case KW_START: r->kind = PGP_NORM_KIND_BEGIN; break;
-        case KW_COMMIT: case KW_END: r->kind = PGP_NORM_KIND_COMMIT; break;
-        case KW_ABORT: r->kind = PGP_NORM_KIND_ROLLBACK; break;
-        case KW_ROLLBACK: r->kind = PGP_NORM_KIND_ROLLBACK; n->rare.f.cls = CLS_ROLLBACK; break;
-        case KW_SAVEPOINT: case KW_RELEASE: r->kind = PGP_NORM_KIND_SAVEPOINT; break;
-        case KW_SET: r->kind = PGP_NORM_KIND_SET; n->rare.f.cls = CLS_SET; break;
-        case KW_RESET: r->kind = PGP_NORM_KIND_RESET; n->rare.f.cls = CLS_NAME_PART; break;
-        case KW_SHOW: r->kind = PGP_NORM_KIND_SHOW; n->rare.f.cls = CLS_NAME_PART; break;
-        case KW_PREPARE: r->kind = PGP_NORM_KIND_PREPARE; n->rare.f.cls = CLS_PREPARE; break;
-        case KW_EXECUTE: r->kind = PGP_NORM_KIND_EXECUTE; n->rare.f.cls = CLS_NAME; break;
-        case KW_DEALLOCATE: r->kind = PGP_NORM_KIND_DEALLOCATE; n->rare.f.cls = CLS_DEALLOC; break;
-        case KW_DISCARD: r->kind = PGP_NORM_KIND_DISCARD; n->rare.f.cls = CLS_NAME; break;
-        case KW_CREATE: case KW_ALTER: case KW_DROP: case KW_TRUNCATE: case KW_GRANT:
-        case KW_REVOKE: case KW_COMMENT:
+        case PGP_KW_SELECT: case PGP_KW_VALUES: case PGP_KW_TABLE: r->kind = PGP_NORM_KIND_SELECT; break;
+        case PGP_KW_WITH: r->kind = PGP_NORM_KIND_SELECT; n->rare.f.cls = CLS_WITH; break;
+        case PGP_KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; break;
+        case PGP_KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; break;
+        case PGP_KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; break;
+        case PGP_KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; break;
+        case PGP_KW_COPY: r->kind = PGP_NORM_KIND_COPY; break;
+        case PGP_KW_BEGIN: case PGP_KW_START: r->kind = PGP_NORM_KIND_BEGIN; break;
+        case PGP_KW_COMMIT: case PGP_KW_END: r->kind = PGP_NORM_KIND_COMMIT; break;
+        case PGP_KW_ABORT: r->kind = PGP_NORM_KIND_ROLLBACK; break;
+        case PGP_KW_ROLLBACK: r->kind = PGP_NORM_KIND_ROLLBACK; n->rare.f.cls = CLS_ROLLBACK; break;
+        case PGP_KW_SAVEPOINT: case PGP_KW_RELEASE: r->kind = PGP_NORM_KIND_SAVEPOINT; break;
+        case PGP_KW_SET: r->kind = PGP_NORM_KIND_SET; n->rare.f.cls = CLS_SET; break;
+        case PGP_KW_RESET: r->kind = PGP_NORM_KIND_RESET; n->rare.f.cls = CLS_NAME_PART; break;
+        case PGP_KW_SHOW: r->kind = PGP_NORM_KIND_SHOW; n->rare.f.cls = CLS_NAME_PART; break;
+        case PGP_KW_PREPARE: r->kind = PGP_NORM_KIND_PREPARE; n->rare.f.cls = CLS_PREPARE; break;
+        case PGP_KW_EXECUTE: r->kind = PGP_NORM_KIND_EXECUTE; n->rare.f.cls = CLS_NAME; break;
+        case PGP_KW_DEALLOCATE: r->kind = PGP_NORM_KIND_DEALLOCATE; n->rare.f.cls = CLS_DEALLOC; break;
+        case PGP_KW_DISCARD: r->kind = PGP_NORM_KIND_DISCARD; n->rare.f.cls = CLS_NAME; break;
+        case PGP_KW_CREATE: case PGP_KW_ALTER: case PGP_KW_DROP: case PGP_KW_TRUNCATE: case PGP_KW_GRANT:
+        case PGP_KW_REVOKE: case PGP_KW_COMMENT:
             r->kind = PGP_NORM_KIND_DDL;
             break;
         default: break;
@@ -956,22 +623,22 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         if (n->depth != 0)
             return;
         switch (kw) {
-        case KW_SELECT: case KW_VALUES: case KW_TABLE: n->rare.f.cls = CLS_DONE; return;
-        case KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; n->rare.f.cls = CLS_DONE; return;
-        case KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; n->rare.f.cls = CLS_DONE; return;
-        case KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; n->rare.f.cls = CLS_DONE; return;
-        case KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; n->rare.f.cls = CLS_DONE; return;
+        case PGP_KW_SELECT: case PGP_KW_VALUES: case PGP_KW_TABLE: n->rare.f.cls = CLS_DONE; return;
+        case PGP_KW_INSERT: r->kind = PGP_NORM_KIND_INSERT; n->rare.f.cls = CLS_DONE; return;
+        case PGP_KW_UPDATE: r->kind = PGP_NORM_KIND_UPDATE; n->rare.f.cls = CLS_DONE; return;
+        case PGP_KW_DELETE: r->kind = PGP_NORM_KIND_DELETE; n->rare.f.cls = CLS_DONE; return;
+        case PGP_KW_MERGE: r->kind = PGP_NORM_KIND_MERGE; n->rare.f.cls = CLS_DONE; return;
         default: return;
         }
     case CLS_ROLLBACK:
-        if (kw == KW_TO)
+        if (kw == PGP_KW_TO)
             r->kind = PGP_NORM_KIND_SAVEPOINT;
         n->rare.f.cls = CLS_DONE;
         return;
     case CLS_SET:
-        if (kw == KW_SESSION)
+        if (kw == PGP_KW_SESSION)
             return;
-        if (kw == KW_LOCAL) {
+        if (kw == PGP_KW_LOCAL) {
             r->set_local = true;
             return;
         }
@@ -979,7 +646,7 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         classify(n, t, kw);
         return;
     case CLS_PREPARE:
-        if (kw == KW_TRANSACTION) {
+        if (kw == PGP_KW_TRANSACTION) {
             r->kind = PGP_NORM_KIND_COMMIT;
             n->rare.f.cls = CLS_DONE;
             return;
@@ -989,7 +656,7 @@ static void classify(norm_t *n, const pgp_lex_token_t *t, unsigned kw)
         return;
     case CLS_DEALLOC:
         n->rare.f.cls = CLS_NAME;
-        if (kw == KW_PREPARE)
+        if (kw == PGP_KW_PREPARE)
             return;
         classify(n, t, kw);
         return;
@@ -1045,7 +712,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         n->depth = 0;
         n->oby_mask = 0;
         emit_byte(n, ';', TH_BYTE(FK_PUNCT, ';'));
-        set_prev(n, P_START, KW_NONE);
+        set_prev(n, P_START, PGP_KW_NONE);
         n->rare.f.stmt_start = true;
         if (n->rare.f.cls != CLS_DONE && n->stmts == 1)
             n->rare.f.cls = CLS_DONE;
@@ -1082,7 +749,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
     case PGP_LEX_NUMBER:
         if (is_position_item(n, t)) {
             emit(n, tp, tlen, tok_hash_short(FK_NUMBER, tp, tlen, end));
-            set_prev(n, P_OPERAND, KW_NONE);
+            set_prev(n, P_OPERAND, PGP_KW_NONE);
         } else {
             emit_literal(n, t);
         }
@@ -1093,19 +760,19 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         emit_literal(n, t);
         break;
     case PGP_LEX_WORD:
-        if ((kw == KW_TRUE || kw == KW_FALSE || kw == KW_NULL) && prev_is_value_position(n)) {
+        if ((kw == PGP_KW_TRUE || kw == PGP_KW_FALSE || kw == PGP_KW_NULL) && prev_is_value_position(n)) {
             n->rare.f.minus_pending = false;
             emit_literal(n, t);
             break;
         }
         emit(n, tp, tlen, wth);
-        if (kw == KW_BY && (n->prev_kw == KW_ORDER || n->prev_kw == KW_GROUP) &&
+        if (kw == PGP_KW_BY && (n->prev_kw == PGP_KW_ORDER || n->prev_kw == PGP_KW_GROUP) &&
             n->depth < 64)
             n->oby_mask |= (uint64_t)1 << n->depth;
-        else if (kw && (kw_entries[kw].flags & KWF_OBY_END))
+        else if (kw && (pgp_kw_entries[kw].flags & PGP_KWF_OBY_END))
             clear_oby(n, n->depth);
-        set_prev(n, kw && (kw_entries[kw].flags & KWF_NONOPERAND) ? P_KW : P_OPERAND, kw);
-        if (kw == KW_VALUES)
+        set_prev(n, kw && (pgp_kw_entries[kw].flags & PGP_KWF_NONOPERAND) ? P_KW : P_OPERAND, kw);
+        if (kw == PGP_KW_VALUES)
             list_push(n, LIST_VALUES, false);
         break;
     case PGP_LEX_QIDENT:
@@ -1113,7 +780,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             emit(n, tp, tlen, tok_hash_short(FK_QIDENT, tp, tlen, end));
         else
             emit_sanitized(n, tp, tlen, tok_hash_short(FK_QIDENT, tp, tlen, end));
-        set_prev(n, P_OPERAND, KW_NONE);
+        set_prev(n, P_OPERAND, PGP_KW_NONE);
         break;
     case PGP_LEX_OP: {
         bool sign = tlen == 1 && tp[0] == '-' && prev_is_sign_position(n);
@@ -1128,7 +795,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             /* a lone ? (already-normalized text) hashes as a placeholder,
              * so normalizing normalized text keeps the fingerprint */
             emit_byte(n, '?', TH_BYTE(FK_PLACEHOLDER, '?'));
-            set_prev(n, P_OPERAND, KW_NONE);
+            set_prev(n, P_OPERAND, PGP_KW_NONE);
             n->rare.f.minus_pending = false;
             break;
         }
@@ -1138,21 +805,21 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             emit_byte(n, tp[0], tok_hash_short(FK_OP, tp, 1, end));
         else
             emit(n, tp, tlen, tok_hash_short(FK_OP, tp, tlen, end));
-        set_prev(n, P_OP, KW_NONE);
+        set_prev(n, P_OP, PGP_KW_NONE);
         n->rare.f.minus_pending = sign;
         break;
     }
     case PGP_LEX_LPAREN:
     case PGP_LEX_LBRACKET: {
         uint8_t type = 0;
-        if (kind == PGP_LEX_LPAREN && n->prev == P_KW && n->prev_kw == KW_IN) {
+        if (kind == PGP_LEX_LPAREN && n->prev == P_KW && n->prev_kw == PGP_KW_IN) {
             pgp_lex_token_t nx;
             peek_sig(n, &nx);
             unsigned nkw = nx.kind == PGP_LEX_WORD
-                               ? kw_lookup(nx.p, nx.len, end) : KW_NONE;
-            if (!(nkw && (kw_entries[nkw].flags & KWF_SUBQUERY)))
+                               ? kw_lookup(nx.p, nx.len, end) : PGP_KW_NONE;
+            if (!(nkw && (pgp_kw_entries[nkw].flags & PGP_KWF_SUBQUERY)))
                 type = LIST_IN;
-        } else if (kind == PGP_LEX_LBRACKET && n->prev_kw == KW_ARRAY &&
+        } else if (kind == PGP_LEX_LBRACKET && n->prev_kw == PGP_KW_ARRAY &&
                    n->prev == P_OPERAND) {
             type = LIST_ARRAY;
         }
@@ -1164,7 +831,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         clear_oby(n, n->depth);
         if (type)
             list_push(n, type, true);
-        set_prev(n, P_OPEN, KW_NONE);
+        set_prev(n, P_OPEN, PGP_KW_NONE);
         break;
     }
     case PGP_LEX_RPAREN:
@@ -1185,7 +852,7 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             list_end_element(n, l);
             l->row = ROW_AFTER;
         }
-        set_prev(n, P_OPERAND, KW_NONE);
+        set_prev(n, P_OPERAND, PGP_KW_NONE);
         break;
     }
     case PGP_LEX_COMMA: {
@@ -1202,24 +869,24 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
         } else {
             emit_byte(n, ',', th);
         }
-        set_prev(n, P_COMMA, KW_NONE);
+        set_prev(n, P_COMMA, PGP_KW_NONE);
         break;
     }
     case PGP_LEX_TYPECAST:
         emit(n, tp, 2, TH_WORD(FK_PUNCT, 2, ':' | ':' << 8));
-        set_prev(n, P_OTHER, KW_NONE);
+        set_prev(n, P_OTHER, PGP_KW_NONE);
         break;
     case PGP_LEX_DOT:
         emit_byte(n, '.', TH_BYTE(FK_PUNCT, '.'));
-        set_prev(n, P_OTHER, KW_NONE);
+        set_prev(n, P_OTHER, PGP_KW_NONE);
         break;
     case PGP_LEX_COLON:
         emit_byte(n, ':', TH_BYTE(FK_PUNCT, ':'));
-        set_prev(n, P_OTHER, KW_NONE);
+        set_prev(n, P_OTHER, PGP_KW_NONE);
         break;
     default:
         emit(n, tp, tlen, tok_hash_short(FK_OTHER, tp, tlen, end));
-        set_prev(n, P_OTHER, KW_NONE);
+        set_prev(n, P_OTHER, PGP_KW_NONE);
         break;
     }
     if (minus_was_pending && kind != PGP_LEX_OP)
@@ -1266,7 +933,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
     n.rare.any = 0;
     n.rare.f.stmt_start = true;
     n.prev = P_START;
-    n.prev_kw = KW_NONE;
+    n.prev_kw = PGP_KW_NONE;
     n.depth = 0;
     n.oby_mask = 0;
     n.rare.f.minus_pending = false;
@@ -1331,7 +998,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = q;
             t.kind = PGP_LEX_NUMBER;
             t.len = (size_t)(q - p);
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_DOLLAR:
             if (p + 1 >= end || (unsigned)(p[1] - '0') >= 10u)
@@ -1340,7 +1007,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = q;
             t.kind = PGP_LEX_PARAM;
             t.len = (size_t)(q - p);
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_OPCHAR:
         case PGP_LEX_CC_MINUS:
@@ -1351,7 +1018,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_OP;
             t.len = 1;
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_DQUOTE:
             q = pgp_lex_qident_fast(p, end);
@@ -1361,7 +1028,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             t.kind = PGP_LEX_QIDENT;
             t.flags = TF_CLEAN;
             t.len = (size_t)(q - p);
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_QUOTE:
             if (n.lx.backslash_escapes || !(q = pgp_lex_string_fast(p, end)))
@@ -1369,25 +1036,25 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = q;
             t.kind = PGP_LEX_STRING;
             t.len = (size_t)(q - p);
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_LP:
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_LPAREN;
             t.len = 1;
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_RP:
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_RPAREN;
             t.len = 1;
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_COMMA:
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_COMMA;
             t.len = 1;
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_DOT:
             if (p + 1 < end && (p[1] == '.' || (unsigned)(p[1] - '0') < 10u))
@@ -1395,7 +1062,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             n.lx.cur = p + 1;
             t.kind = PGP_LEX_DOT;
             t.len = 1;
-            on_token(&n, &t, KW_NONE, 0);
+            on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         default:
             break;
@@ -1403,7 +1070,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         n.lx.cur = p;
         pgp_lex_next(&n.lx, &t);
         if (pgp_lex_significant(t.kind)) {
-            kw = KW_NONE;
+            kw = PGP_KW_NONE;
             wth = 0;
             if (t.kind == PGP_LEX_WORD)
                 kw = word_hash(t.p, t.len, (const char *)end, &wth);
