@@ -7,7 +7,10 @@ deterministic (seeded) mutations and random token soups that stress the
 lexer's edges (unterminated quotes, nested comments, dollar tags, numbers,
 operators, bytes >= 0x80, control bytes).
 
-    norm_corpus.py ROOT [COUNT] > corpus
+    norm_corpus.py ROOT [COUNT [DIR...]] > corpus
+
+Files in the DIRs (e.g. a libFuzzer corpus of fuzz_normalize) are added
+whole and without their first (options) byte.
 """
 import os
 import random
@@ -16,6 +19,7 @@ import sys
 
 root = sys.argv[1]
 count = int(sys.argv[2]) if len(sys.argv) > 2 else 60000
+extra_dirs = sys.argv[3:]
 rng = random.Random(20261126)
 
 LIT = re.compile(rb'"((?:[^"\\\n]|\\.)*)"')
@@ -127,6 +131,12 @@ def emit(b):
     sys.stdout.buffer.write(len(b).to_bytes(4, "little") + b)
 
 
+for d in extra_dirs:
+    for name in sorted(os.listdir(d)):
+        with open(os.path.join(d, name), "rb") as f:
+            data = f.read()
+        emit(data)
+        emit(data[1:])
 for s in seeds:
     emit(s)
     for k in range(0, len(s) + 1, max(1, len(s) // 8)):

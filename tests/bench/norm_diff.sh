@@ -6,7 +6,9 @@
 # values hash, kind, name, tags, lexer tokens; scs on and off; short
 # output buffers).
 #
-#   bash tests/bench/norm_diff.sh REF_BUILD_DIR NEW_BUILD_DIR [COUNT]
+#   bash tests/bench/norm_diff.sh REF_BUILD_DIR NEW_BUILD_DIR [COUNT [CORPUS_DIR...]]
+#
+# CORPUS_DIRs: more inputs, e.g. the corpus a fuzz_normalize run left behind.
 #
 # A REF_BUILD_DIR can be made from any commit with
 #   git archive <commit> | tar -x -C /tmp/ref-src && cmake -S /tmp/ref-src -B /tmp/ref && cmake --build /tmp/ref
@@ -23,7 +25,7 @@ for side in ref new; do
     ${CC:-cc} -std=c11 -D_GNU_SOURCE -O1 -I"$root/include" \
         "$root/tests/bench/norm_diff.c" "$dir/libpgproxy_core.a" -o "$tmp/diff_$side"
 done
-/usr/bin/python3 "$root/tests/bench/norm_corpus.py" "$root" "$count" > "$tmp/corpus"
+/usr/bin/python3 "$root/tests/bench/norm_corpus.py" "$root" "$count" "${@:4}" > "$tmp/corpus"
 "$tmp/diff_ref" < "$tmp/corpus" > "$tmp/out_ref"
 "$tmp/diff_new" < "$tmp/corpus" > "$tmp/out_new"
 records=$(grep -c "^#" "$tmp/out_ref")
