@@ -957,9 +957,10 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
      * constant kind; everything else (quotes, comments, longer operators
      * and numbers, prefixed strings) goes through pgp_lex_next().
      */
-    const unsigned char *end = n.lx.end;
-    while (n.lx.cur < end) {
-        const unsigned char *p = n.lx.cur, *q;
+    const unsigned char *end = n.lx.end, *cur = n.lx.cur;
+    while (cur < end) {
+        /* the cursor is a local: n escapes, n.lx.cur is only written */
+        const unsigned char *p = cur, *q;
         /* the single space between most tokens, without a dispatch */
         bool sp = *p == ' ';
         n.gap |= sp;
@@ -972,7 +973,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         t.flags = 0;
         switch (pgp_lex_cclass[*p]) {
         case PGP_LEX_CC_SPACE:
-            n.lx.cur = pgp_lex_space_end(p + 1, end);
+            n.lx.cur = cur = pgp_lex_space_end(p + 1, end);
             n.gap = true;
             continue;
         case PGP_LEX_CC_ALPHA:
@@ -980,7 +981,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             /* B'' E'' N'' X'' U&'' U&"": their letter alone would be a word */
             if (q == p + 1 && !pgp_lex_plain_word_at(p, end))
                 break;
-            n.lx.cur = q;
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_WORD;
             t.len = (size_t)(q - p);
             on_token(&n, &t, kw, wth);
@@ -995,7 +996,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
                 q = pgp_lex_digits_end(q + 2, end);   /* 12.50 */
             if (q < end && (*q == '.' || *q == '_' || (*q | 0x20) == 'e'))
                 break;
-            n.lx.cur = q;
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_NUMBER;
             t.len = (size_t)(q - p);
             on_token(&n, &t, PGP_KW_NONE, 0);
@@ -1004,7 +1005,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             if (p + 1 >= end || (unsigned)(p[1] - '0') >= 10u)
                 break;
             q = pgp_lex_digits_end(p + 2, end);
-            n.lx.cur = q;
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_PARAM;
             t.len = (size_t)(q - p);
             on_token(&n, &t, PGP_KW_NONE, 0);
@@ -1015,7 +1016,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             /* one operator character (so neither -- nor slash-star) */
             if (p + 1 < end && pgp_lex_op_char[p[1]])
                 break;
-            n.lx.cur = p + 1;
+            n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_OP;
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
@@ -1024,7 +1025,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             q = pgp_lex_qident_fast(p, end);
             if (!q)
                 break;
-            n.lx.cur = q;
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_QIDENT;
             t.flags = TF_CLEAN;
             t.len = (size_t)(q - p);
@@ -1033,25 +1034,25 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         case PGP_LEX_CC_QUOTE:
             if (n.lx.backslash_escapes || !(q = pgp_lex_string_fast(p, end)))
                 break;
-            n.lx.cur = q;
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_STRING;
             t.len = (size_t)(q - p);
             on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_LP:
-            n.lx.cur = p + 1;
+            n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_LPAREN;
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_RP:
-            n.lx.cur = p + 1;
+            n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_RPAREN;
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_COMMA:
-            n.lx.cur = p + 1;
+            n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_COMMA;
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
@@ -1059,7 +1060,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         case PGP_LEX_CC_DOT:
             if (p + 1 < end && (p[1] == '.' || (unsigned)(p[1] - '0') < 10u))
                 break;
-            n.lx.cur = p + 1;
+            n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_DOT;
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
@@ -1069,6 +1070,7 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         }
         n.lx.cur = p;
         pgp_lex_next(&n.lx, &t);
+        cur = n.lx.cur;
         if (pgp_lex_significant(t.kind)) {
             kw = PGP_KW_NONE;
             wth = 0;
