@@ -725,8 +725,10 @@ static ALWAYS_INLINE void on_token(norm_t *n, const pgp_lex_token_t *t, unsigned
             n->rare.f.stmt_start = false;
             n->stmts++;
         }
-        /* the first statement's kind (cls is CLS_DONE once a ; ends it) */
-        if (n->rare.f.cls != CLS_DONE)
+        /* the first statement's kind (cls is CLS_DONE once a ; ends it);
+         * inside WITH only a keyword at depth 0 can decide it */
+        if (n->rare.f.cls != CLS_DONE &&
+            (n->rare.f.cls != CLS_WITH || (n->depth == 0 && kw != PGP_KW_NONE)))
             classify(n, t, kw);
         minus_was_pending = n->rare.f.minus_pending;
     }
