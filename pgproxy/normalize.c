@@ -1015,12 +1015,18 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
         case PGP_LEX_CC_OPCHAR:
         case PGP_LEX_CC_MINUS:
         case PGP_LEX_CC_SLASH:
-            /* one operator character (so neither -- nor slash-star) */
-            if (p + 1 < end && pgp_lex_op_char[p[1]])
-                break;
-            n.lx.cur = cur = p + 1;
+            /* one or two operator characters (<> >= != ::=): not a comment
+             * start, no third one, no trailing + or - to cut */
+            q = p + 1;
+            if (q < end && pgp_lex_op_char[*q]) {
+                if (*q == '+' || *q == '-' || (*p == '/' && *q == '*') ||
+                    (q + 1 < end && pgp_lex_op_char[q[1]]))
+                    break;
+                q++;
+            }
+            n.lx.cur = cur = q;
             t.kind = PGP_LEX_OP;
-            t.len = 1;
+            t.len = (size_t)(q - p);
             on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
         case PGP_LEX_CC_DQUOTE:
@@ -1053,6 +1059,37 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             t.len = 1;
             on_token(&n, &t, PGP_KW_NONE, 0);
             continue;
+        case PGP_LEX_CC_SEMI:
+            n.lx.cur = cur = p + 1;
+            t.kind = PGP_LEX_SEMI;
+            t.len = 1;
+            kw = PGP_KW_NONE;
+            wth = 0;
+            goto rare_token;
+        case PGP_LEX_CC_LB:
+            n.lx.cur = cur = p + 1;
+            t.kind = PGP_LEX_LBRACKET;
+            t.len = 1;
+            kw = PGP_KW_NONE;
+            wth = 0;
+            goto rare_token;
+        case PGP_LEX_CC_RB:
+            n.lx.cur = cur = p + 1;
+            t.kind = PGP_LEX_RBRACKET;
+            t.len = 1;
+            kw = PGP_KW_NONE;
+            wth = 0;
+            goto rare_token;
+        case PGP_LEX_CC_COLON:
+            if (p + 1 < end && p[1] == ':') {
+                n.lx.cur = cur = p + 2;
+                t.kind = PGP_LEX_TYPECAST;
+                t.len = 2;
+                kw = PGP_KW_NONE;
+                wth = 0;
+                goto rare_token;
+            }
+            break;
         case PGP_LEX_CC_COMMA:
             n.lx.cur = cur = p + 1;
             t.kind = PGP_LEX_COMMA;
@@ -1078,6 +1115,9 @@ void pgp_normalize(const char *sql, size_t len, const pgp_norm_opts_t *opts,
             wth = 0;
             if (t.kind == PGP_LEX_WORD)
                 kw = word_hash(t.p, t.len, (const char *)end, &wth);
+            /* the one generic copy of on_token(), also for the fast paths
+             * of rare kinds (; [ ] ::) */
+rare_token:
             on_token(&n, &t, kw, wth);
             continue;
         }
