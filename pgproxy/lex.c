@@ -5,7 +5,8 @@
  * `end`.  The rules mirror PostgreSQL's scan.l; where scan.l raises an
  * error (unterminated literal, junk after a number, a lone `$`) this lexer
  * returns its best guess and keeps going.  No allocation, no NUL
- * assumption, no state beyond the cursor.
+ * assumption, no state beyond the cursor.  The class tables are shared
+ * with normalize.c's fast paths through lex_inline.h.
  */
 #define _GNU_SOURCE 1
 #include "pgproxy/lex.h"

@@ -14,6 +14,16 @@
  * compared by a hash of their normalized tokens (a list remembers up to
  * LIST_SEEN_MAX distinct elements).  Block comments go to tags.c.
  *
+ * Speed (about 2.5 ns per input byte): the common tokens (words, plain
+ * numbers, $n, '…' and "…" without escapes, punctuation, short operators)
+ * are lexed in the main loop with lex_inline.h's table and 8-byte (SWAR)
+ * scanners and handed to an inlined on_token() whose switch folds to one
+ * case; anything else goes through pgp_lex_next(), the one definition of
+ * every token.  Words are hashed from the same loads that found their end,
+ * keywords are one probe of kw.c's perfect hash, fixed tokens' hashes are
+ * compile-time constants.  tests/bench/norm_diff.sh checks that all of it
+ * gives byte-identical results to a reference build.
+ *
  * Owns nothing, allocates nothing; all state lives on the caller's stack.
  * It does not parse: keyword positions are judged from the previous
  * significant token and bracket depth only.
