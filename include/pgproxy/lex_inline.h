@@ -1,9 +1,9 @@
 /*
  * lex_inline.h - internal to lex.c and normalize.c: lex.c's character
  * classes and the inline scanners that let the normalizer lex the common
- * tokens (whitespace, plain words, decimal integers, $n, punctuation,
- * one-character operators) in its own loop, without a call and a token
- * store per token.  Anything else goes through pgp_lex_next(), which stays
+ * tokens (whitespace, plain words, plain numbers, $n, '…' and "…" without
+ * escapes, punctuation, short operators) in its own loop, without a call
+ * per token.  Anything else goes through pgp_lex_next(), which stays
  * the one definition of every token; each helper here says which of its
  * results pgp_lex_next() would give for the same bytes.
  *
