@@ -5,57 +5,74 @@
  * `end`.  The rules mirror PostgreSQL's scan.l; where scan.l raises an
  * error (unterminated literal, junk after a number, a lone `$`) this lexer
  * returns its best guess and keeps going.  No allocation, no NUL
- * assumption, no state beyond the cursor.
+ * assumption, no state beyond the cursor.  The class tables are shared
+ * with normalize.c's fast paths through lex_inline.h.
  */
 #define _GNU_SOURCE 1
 #include "pgproxy/lex.h"
+#include "pgproxy/lex_inline.h"
 
 #include <string.h>
 
-enum {
-    CC_SPACE,   /* whitespace and control bytes */
-    CC_ALPHA,   /* A-Z a-z _ and bytes >= 0x80 */
-    CC_DIGIT,
-    CC_QUOTE,   /* ' */
-    CC_DQUOTE,  /* " */
-    CC_DOLLAR,
-    CC_OPCHAR,  /* ~ ! @ # ^ & | ` ? + * % < > = (and - / after their comment checks) */
-    CC_MINUS,
-    CC_SLASH,
-    CC_LP, CC_RP, CC_LB, CC_RB, CC_COMMA, CC_SEMI, CC_DOT, CC_COLON,
-    CC_OTHER,
+/* Character classes, one per byte value (the aiClass[] idea); the enum
+ * and the fast-path helpers built on it are in lex_inline.h. */
+#define SP PGP_LEX_CC_SPACE
+#define AL PGP_LEX_CC_ALPHA
+#define DI PGP_LEX_CC_DIGIT
+#define OP PGP_LEX_CC_OPCHAR
+#define OT PGP_LEX_CC_OTHER
+const unsigned char pgp_lex_cclass[256] = {
+    /* 0x00-0x1f: control bytes lex as whitespace */
+    SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP,
+    SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP, SP,
+    /* ' ' ! " # $ % & ' */
+    SP, OP, PGP_LEX_CC_DQUOTE, OP, PGP_LEX_CC_DOLLAR, OP, OP, PGP_LEX_CC_QUOTE,
+    /* ( ) * + , - . / */
+    PGP_LEX_CC_LP, PGP_LEX_CC_RP, OP, OP, PGP_LEX_CC_COMMA, PGP_LEX_CC_MINUS, PGP_LEX_CC_DOT,
+    PGP_LEX_CC_SLASH,
+    /* 0-9 : ; < = > ? */
+    DI, DI, DI, DI, DI, DI, DI, DI, DI, DI, PGP_LEX_CC_COLON, PGP_LEX_CC_SEMI, OP, OP, OP, OP,
+    /* @ A-O */
+    OP, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL,
+    /* P-Z [ \ ] ^ _ */
+    AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, PGP_LEX_CC_LB, OT, PGP_LEX_CC_RB, OP, AL,
+    /* ` a-o */
+    OP, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL,
+    /* p-z { | } ~ DEL */
+    AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, OT, OP, OT, OP, SP,
+    /* 0x80-0xff: identifier bytes, as in scan.l's ident_start */
+#define A16 AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL, AL
+    A16, A16, A16, A16, A16, A16, A16, A16,
+#undef A16
+};
+#undef SP
+#undef AL
+#undef DI
+#undef OP
+#undef OT
+
+/* scan.l ident_cont: A-Z a-z 0-9 _ $ and bytes >= 0x80, by byte value */
+const unsigned char pgp_lex_ident_cont[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
-/* Character classes, one per byte value (the aiClass[] idea). */
-static const unsigned char cclass[256] = {
-    /* 0x00-0x1f: control bytes lex as whitespace */
-    CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE,
-    CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE,
-    CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE,
-    CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE, CC_SPACE,
-    /*  ' '       !          "          #          $          %          &          '     */
-    CC_SPACE, CC_OPCHAR, CC_DQUOTE, CC_OPCHAR, CC_DOLLAR, CC_OPCHAR, CC_OPCHAR, CC_QUOTE,
-    /*  (      )      *          +          ,         -         .       /    */
-    CC_LP, CC_RP, CC_OPCHAR, CC_OPCHAR, CC_COMMA, CC_MINUS, CC_DOT, CC_SLASH,
-    CC_DIGIT, CC_DIGIT, CC_DIGIT, CC_DIGIT, CC_DIGIT, CC_DIGIT, CC_DIGIT, CC_DIGIT,
-    /*  8         9         :         ;        <          =          >          ?   */
-    CC_DIGIT, CC_DIGIT, CC_COLON, CC_SEMI, CC_OPCHAR, CC_OPCHAR, CC_OPCHAR, CC_OPCHAR,
-    /* @ */
-    CC_OPCHAR, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    /*  X         Y         Z        [      \         ]      ^          _   */
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_LB, CC_OTHER, CC_RB, CC_OPCHAR, CC_ALPHA,
-    /* ` */
-    CC_OPCHAR, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA,
-    /*  x         y         z         {          |          }          ~          DEL */
-    CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_OTHER, CC_OPCHAR, CC_OTHER, CC_OPCHAR, CC_SPACE,
-    /* 0x80-0xff: identifier bytes, as in scan.l's ident_start */
-#define A8 CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA, CC_ALPHA
-    A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8, A8,
-#undef A8
+/* scan.l op_chars: ~ ! @ # ^ & | ` ? + - * / % < > =, by byte value */
+const unsigned char pgp_lex_op_char[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1,
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0,
+    1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 };
 
 static inline bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -63,14 +80,13 @@ static inline bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 /* ident_cont: letters, digits, _, $, bytes >= 0x80. */
 static inline bool is_ident_cont(unsigned char c)
 {
-    return cclass[c] == CC_ALPHA || is_digit(c) || c == '$';
+    return pgp_lex_ident_cont[c] != 0;
 }
 
 /* scan.l's op_chars. */
 static inline bool is_op_char(unsigned char c)
 {
-    unsigned char k = cclass[c];
-    return k == CC_OPCHAR || k == CC_MINUS || k == CC_SLASH;
+    return pgp_lex_op_char[c] != 0;
 }
 
 static inline bool is_newline(unsigned char c) { return c == '\n' || c == '\r'; }
@@ -193,7 +209,7 @@ static bool match_word(const unsigned char *p, const unsigned char *end, const c
 static const unsigned char *skip_blank(const unsigned char *p, const unsigned char *end)
 {
     for (;;) {
-        if (p < end && cclass[*p] == CC_SPACE) {
+        if (p < end && pgp_lex_cclass[*p] == PGP_LEX_CC_SPACE) {
             p++;
         } else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
             p = skip_line_comment(p, end);
@@ -289,7 +305,7 @@ static const unsigned char *scan_number(const unsigned char *p, const unsigned c
     return p;
 }
 
-static bool is_dolq_start(unsigned char c) { return cclass[c] == CC_ALPHA; }
+static bool is_dolq_start(unsigned char c) { return pgp_lex_cclass[c] == PGP_LEX_CC_ALPHA; }
 
 void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
 {
@@ -304,17 +320,17 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
         return;
     }
     unsigned char c = *p;
-    switch (cclass[c]) {
-    case CC_SPACE:
+    switch (pgp_lex_cclass[c]) {
+    case PGP_LEX_CC_SPACE:
         q = p;
-        while (q < end && cclass[*q] == CC_SPACE) {
+        while (q < end && pgp_lex_cclass[*q] == PGP_LEX_CC_SPACE) {
             if (is_newline(*q))
                 tok->flags |= PGP_LEX_F_NEWLINE;
             q++;
         }
         tok->kind = PGP_LEX_SPACE;
         break;
-    case CC_ALPHA: {
+    case PGP_LEX_CC_ALPHA: {
         unsigned char lc = c | 0x20;
         if (p + 1 < end && p[1] == '\'' && c < 0x80 &&
             (lc == 'b' || lc == 'x' || lc == 'e' || lc == 'n')) {
@@ -336,19 +352,19 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
         tok->kind = PGP_LEX_WORD;
         break;
     }
-    case CC_DIGIT:
+    case PGP_LEX_CC_DIGIT:
         q = scan_number(p, end);
         tok->kind = PGP_LEX_NUMBER;
         break;
-    case CC_QUOTE:
+    case PGP_LEX_CC_QUOTE:
         q = scan_quoted(p + 1, end, '\'', lx->backslash_escapes, &unterminated);
         tok->kind = PGP_LEX_STRING;
         break;
-    case CC_DQUOTE:
+    case PGP_LEX_CC_DQUOTE:
         q = scan_quoted(p + 1, end, '"', false, &unterminated);
         tok->kind = PGP_LEX_QIDENT;
         break;
-    case CC_DOLLAR:
+    case PGP_LEX_CC_DOLLAR:
         if (p + 1 < end && is_digit(p[1])) {
             q = p + 2;
             while (q < end && is_digit(*q))
@@ -358,7 +374,7 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
         }
         q = p + 1;
         if (q < end && is_dolq_start(*q)) {
-            while (q < end && (cclass[*q] == CC_ALPHA || is_digit(*q)))
+            while (q < end && (pgp_lex_cclass[*q] == PGP_LEX_CC_ALPHA || is_digit(*q)))
                 q++;
         }
         if (q < end && *q == '$') {
@@ -377,8 +393,8 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
         q = p + 1;   /* scan.l's dolqfailed: a lone $ */
         tok->kind = PGP_LEX_OTHER;
         break;
-    case CC_MINUS:
-    case CC_SLASH:
+    case PGP_LEX_CC_MINUS:
+    case PGP_LEX_CC_SLASH:
         if (p + 1 < end && c == '-' && p[1] == '-') {
             q = skip_line_comment(p, end);
             tok->kind = PGP_LEX_LINE_COMMENT;
@@ -404,7 +420,7 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
             break;
         }
         /* fall through */
-    case CC_OPCHAR: {
+    case PGP_LEX_CC_OPCHAR: {
         q = p + 1;
         while (q < end && is_op_char(*q)) {
             if (end - q >= 2 && ((q[0] == '/' && q[1] == '*') || (q[0] == '-' && q[1] == '-')))
@@ -432,7 +448,7 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
         tok->kind = PGP_LEX_OP;
         break;
     }
-    case CC_DOT:
+    case PGP_LEX_CC_DOT:
         if (p + 1 < end && is_digit(p[1])) {
             q = scan_number(p, end);
             tok->kind = PGP_LEX_NUMBER;
@@ -444,7 +460,7 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
             tok->kind = PGP_LEX_DOT;
         }
         break;
-    case CC_COLON:
+    case PGP_LEX_CC_COLON:
         if (p + 1 < end && p[1] == ':') {
             q = p + 2;
             tok->kind = PGP_LEX_TYPECAST;
@@ -456,12 +472,12 @@ void pgp_lex_next(pgp_lex_t *lx, pgp_lex_token_t *tok)
             tok->kind = PGP_LEX_COLON;
         }
         break;
-    case CC_LP: q = p + 1; tok->kind = PGP_LEX_LPAREN; break;
-    case CC_RP: q = p + 1; tok->kind = PGP_LEX_RPAREN; break;
-    case CC_LB: q = p + 1; tok->kind = PGP_LEX_LBRACKET; break;
-    case CC_RB: q = p + 1; tok->kind = PGP_LEX_RBRACKET; break;
-    case CC_COMMA: q = p + 1; tok->kind = PGP_LEX_COMMA; break;
-    case CC_SEMI: q = p + 1; tok->kind = PGP_LEX_SEMI; break;
+    case PGP_LEX_CC_LP: q = p + 1; tok->kind = PGP_LEX_LPAREN; break;
+    case PGP_LEX_CC_RP: q = p + 1; tok->kind = PGP_LEX_RPAREN; break;
+    case PGP_LEX_CC_LB: q = p + 1; tok->kind = PGP_LEX_LBRACKET; break;
+    case PGP_LEX_CC_RB: q = p + 1; tok->kind = PGP_LEX_RBRACKET; break;
+    case PGP_LEX_CC_COMMA: q = p + 1; tok->kind = PGP_LEX_COMMA; break;
+    case PGP_LEX_CC_SEMI: q = p + 1; tok->kind = PGP_LEX_SEMI; break;
     default: q = p + 1; tok->kind = PGP_LEX_OTHER; break;
     }
     if (unterminated)
