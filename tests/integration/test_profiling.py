@@ -734,7 +734,7 @@ class TestProfilingProxy(h.TestCase):
 
     def test_order_limit_and_bad_arguments(self):
         p = self.proxy()
-        script = ("SELECT 1 AS ord_many;\n" * 4 + "SELECT pg_sleep(0.05) AS ord_slow;\n" +
+        script = ("SELECT 1 AS ord_many;\n" * 4 + "SELECT pg_sleep(0.2) AS ord_slow;\n" +
                   "SELECT 2 AS ord_two;\n" * 2)
         h.psql(p.port, input=script, args=["-f", "-"], dbname=DB)
         self.entry(p, "AS ord_two", calls=2)
