@@ -248,6 +248,57 @@ def screenshot(url, path, width=1280, height=1700):
     return struct.unpack("!II", head[16:24])   # (width, height)
 
 
+def png_dark_pixels(path):
+    """Pixels darker than the dashboard's grey text in an 8-bit RGB/RGBA,
+    non-interlaced PNG (what chromium writes): rendered text, roughly.  A
+    page drawn without fonts has boxes and bars but next to none."""
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    pos, idat, hdr = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack("!I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            hdr = struct.unpack("!IIBBBBB", chunk)
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + n
+    w, hgt, depth, ctype, _, _, interlace = hdr
+    if depth != 8 or ctype not in (2, 6) or interlace:
+        raise AssertionError("unexpected PNG format %r" % (hdr,))
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    prev = bytearray(stride)
+    dark = 0
+    for y in range(hgt):
+        ft = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        if ft == 1:
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 255
+        elif ft == 2:
+            for i in range(stride):
+                line[i] = (line[i] + prev[i]) & 255
+        elif ft == 3:
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + ((left + prev[i]) >> 1)) & 255
+        elif ft == 4:
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                pr = a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+                line[i] = (line[i] + pr) & 255
+        for i in range(0, stride, bpp):
+            if line[i] + line[i + 1] + line[i + 2] < 240:
+                dark += 1
+        prev = line
+    return dark
+
+
 class Dom(html.parser.HTMLParser):
     """A small DOM over html.parser: the text of every element with an id,
     the rows (cell texts) of every tbody with an id, every element's tag and
@@ -633,7 +684,10 @@ class TestDashboardBrowser(h.TestCase):
                            "dashboard.png")
         w, _ = screenshot(url, out, 1280, 1700)
         self.assertEqual(w, 1280)
-        self.assertGreater(os.path.getsize(out), 20000)   # not a blank page
+        # Text was drawn (no fonts installed: boxes without a letter).
+        dark = png_dark_pixels(out)
+        self.assertGreater(dark, 5000, "%s has almost no text: fonts missing? "
+                           "(apt-get install fonts-dejavu-core)" % out)
         h.log("dashboard screenshot: %s" % out)
         p.check()
 
