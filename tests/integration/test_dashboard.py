@@ -11,7 +11,7 @@ chromium is installed; tests/run.sh installs it (packages chromium and
 fonts-dejavu-core), so in CI they run.
 
 Also a helper: `python3 tests/integration/test_dashboard.py --screenshot
-OUT.png [--width 1280 --height 1700]` starts a cluster and a proxy, runs a
+OUT.png [--width 1280 --height 2150]` starts a cluster and a proxy, runs a
 richer workload and saves a screenshot of the live dashboard (that is how
 docs/dashboard.png is made).
 
@@ -22,7 +22,6 @@ import html.parser
 import json
 import os
 import re
-import selectors
 import shutil
 import signal
 import socket
@@ -956,6 +955,24 @@ class TestAdminHostileClients(h.TestCase):
                 self.assertIn(status, (400, 413, 414, 431, None), out[:300])
                 self.assertIsNotNone(status, "expected an HTTP error, got %r" % out[:100])
                 self.assertTrue(p.alive())
+                self.assertEqual(try_healthz(p.admin_port, 5)[0], "ok")
+        p.check()
+
+    def test_malformed_requests(self):
+        """Broken requests get an HTTP error (libmicrohttpd's), the server
+        goes on; an unknown method on a known path is a 405 with Allow."""
+        p = self.start_proxy()
+        for name, req, want in (
+                ("no HTTP version", b"GET /healthz\r\n\r\n", range(400, 500)),
+                ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", range(400, 600)),
+                ("unknown method", b"BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", (405,)),
+                ("POST to a GET route", b"POST /metrics HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Length: 0\r\n\r\n", (405,))):
+            with self.subTest(name):
+                status, out = raw_http(p.admin_port, req)
+                self.assertIn(status, want, out[:300])
+                if status == 405:
+                    self.assertRegex(out, rb"(?i)\r\nallow: GET, HEAD\r\n")
                 self.assertEqual(try_healthz(p.admin_port, 5)[0], "ok")
         p.check()
 
