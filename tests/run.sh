@@ -80,7 +80,7 @@ finish() { summary; exit $FAILED; }
 PACKAGES=(build-essential cmake pkg-config libuv1-dev check libpq-dev
           libsqlite3-dev sqlite3 libssl-dev libjson-c-dev postgresql-15 postgresql-client-15
           python3-psycopg python3-psycopg2 python3-django python3-asyncpg pgbouncer clang libclang-rt-14-dev libmicrohttpd-dev
-          prometheus)
+          prometheus chromium fonts-dejavu-core)
 
 ensure_packages() {
     if ! command -v dpkg >/dev/null 2>&1; then
