@@ -356,7 +356,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     (void)upload_data;
     pgp_admin_request_t req = { .method = method, .path = url, .tail = "", .conn = conn };
     if (*con_cls == NULL) {
-        if (!authorized(a, conn))
+        bool public_page = a->prov.public_path != NULL && a->prov.public_path[0] != '\0' &&
+                           strcmp(url, a->prov.public_path) == 0 &&
+                           (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
+        if (!public_page && !authorized(a, conn))
             return send_error(conn, MHD_HTTP_UNAUTHORIZED, "unauthorized",
                               MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"pgproxy\"");
         char allow[64] = "";

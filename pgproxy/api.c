@@ -300,7 +300,9 @@ static int dashboard_json(pgp_api_t *api, pgp_render_t *r)
     pgp_render_json_double(r, ps.requests_total ? (double)ps.profiled_queries_total /
                                                       (double)ps.requests_total : 0.0, 2);
     pgp_render_json_kv_uint(r, "slow_query_count", ss.submitted_total);
-    pgp_render_json_kv_uint(r, "n_plus_one_count", ps.findings_total);
+    /* The tile says "N+1 Patterns": distinct (label, query, source) patterns. */
+    pgp_render_json_kv_uint(r, "n_plus_one_count", ps.patterns);
+    pgp_render_json_kv_uint(r, "n_plus_one_findings", ps.findings_total);
     pgp_render_json_key(r, "recent_slow_queries");
     if (log != NULL)
         rc |= pgp_slowlog_render_recent(log, API_DASH_LIMIT, r);

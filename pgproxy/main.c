@@ -300,6 +300,7 @@ static int run_proxy(const config_sources_t *src)
         prov.queries = provide_queries;
         prov.ready = provide_ready;
         prov.route = provide_route;
+        prov.public_path = cfg.admin.dashboard_path;
         if (pgp_admin_start(&admin, &cfg.admin.listen_ep, cfg.admin.token, &prov) < 0) {
             pgp_server_drain(&srv);
             goto out;

@@ -316,6 +316,7 @@ void pgp_profile_store_stats(pgp_profile_store_t *s, pgp_profile_store_stats_t *
     out->requests_total = s->requests_total;
     out->findings_total = s->findings_total;
     out->profiled_queries_total = s->queries_total;
+    out->patterns = s->agg_used;
     out->requests_ever = s->requests_ever;
     out->findings_ever = s->findings_ever;
     out->held = s->count;

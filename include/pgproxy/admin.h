@@ -86,6 +86,11 @@ typedef struct pgp_admin_providers {
      * 0 for a 404, negative for a 500.  NULL = 404 for all.
      */
     int (*route)(void *ud, const pgp_admin_request_t *req, pgp_admin_response_t *resp);
+    /*
+     * One exact path GET without the token, or NULL: the dashboard page,
+     * which holds no data (its script sends the token with its fetches).
+     */
+    const char *public_path;
 } pgp_admin_providers_t;
 
 #define PGP_ADMIN_CT_JSON "application/json; charset=utf-8"

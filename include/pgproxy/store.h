@@ -130,6 +130,7 @@ typedef struct pgp_profile_store_stats {
     uint64_t requests_total, findings_total, held, evicted;
     uint64_t profiled_queries_total;    /* sql_count of the profiles pushed (reset by clear) */
     uint64_t requests_ever, findings_ever;   /* like the first two, never reset (metrics) */
+    uint64_t patterns;                  /* aggregated findings held (distinct patterns) */
 } pgp_profile_store_stats_t;
 
 void pgp_profile_store_stats(pgp_profile_store_t *s, pgp_profile_store_stats_t *out);
