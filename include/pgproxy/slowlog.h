@@ -51,6 +51,7 @@
 #define PGP_SLOWLOG_PARAMS_BYTES 1024u      /* params_summary cap */
 #define PGP_SLOWLOG_NAME_BYTES 255u         /* cap of names, ids, labels, sqlstate */
 #define PGP_SLOWLOG_TRUNC_MARKER "\xe2\x80\xa6[truncated]"   /* "…[truncated]" */
+#define PGP_SLOWLOG_LINGER_MS 200u            /* a record waits this long for a batch to fill */
 #define PGP_SLOWLOG_ATTEMPTS_BEFORE_SINGLE 3u   /* failed writes of one batch, then one by one */
 #define PGP_SLOWLOG_MAX_RECORD_ATTEMPTS 5u      /* one by one: a record failing this often is dropped */
 
