@@ -181,6 +181,7 @@ def main():
     ap.add_argument("--scale", type=int, default=10, help="pgbench -i scale (10)")
     ap.add_argument("--configs", default="direct,pgbouncer,pgproxy",
                     help="comma list of direct, pgbouncer, pgproxy, pgproxy-noprof, "
+                         "pgproxy-prod (profiling.preset = production), "
                          "pgproxy-pgsink (slow log into PostgreSQL), pgproxy-nosink "
                          "(slow_log.sink = none)")
     ap.add_argument("--workload", default="select", choices=("select", "slow10"),
@@ -231,6 +232,7 @@ def main():
                 env = {
                     "pgproxy": {},
                     "pgproxy-noprof": {"PGPROXY_PROFILING_ENABLED": "false"},
+                    "pgproxy-prod": {"PGPROXY_PROFILING_PRESET": "production"},
                     "pgproxy-pgsink": {"PGPROXY_SLOW_LOG_SINK": "postgres",
                                        "PGPROXY_SLOW_LOG_DSN": cluster.dsn(dbname="slowlog"),
                                        "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
