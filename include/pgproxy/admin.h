@@ -21,7 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PGP_ADMIN_MAX_CONNECTIONS 256      /* x 32 KiB pools: 8 MiB at most */
+#define PGP_ADMIN_MAX_CONNECTIONS 64
 #define PGP_ADMIN_TIMEOUT_S 10               /* idle time before a connection is closed */
 #define PGP_ADMIN_CONN_MEMORY_BYTES (32 * 1024)   /* per connection: request line + headers */
 #define PGP_ADMIN_MAX_BODY_BYTES (16 * 1024 * 1024)  /* cap on one response body */
