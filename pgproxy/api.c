@@ -152,18 +152,34 @@ static int api_profiles(pgp_api_t *api, const pgp_admin_request_t *req, const ch
     return finish(resp, rc);
 }
 
+/*
+ * The preamble of an exact-path GET endpoint whose data comes from `source`:
+ * false when the handler is done and *rc is its answer (0 = not this path,
+ * 1 = an error written), true to go on.
+ */
+static bool exact_get(const pgp_admin_request_t *req, const char *tail, const void *source,
+                      pgp_admin_response_t *resp, int *rc)
+{
+    if (tail[0] != '\0')
+        *rc = 0;
+    else if (strcmp(req->method, "GET") != 0)
+        *rc = method_not_allowed(resp);
+    else if (source == NULL)
+        *rc = unavailable(resp);
+    else
+        return true;
+    return false;
+}
+
 /* ---- /debug/n-plus-one, /debug/slow-queries ------------------------------- */
 
 static int api_n_plus_one(pgp_api_t *api, const pgp_admin_request_t *req, const char *tail,
                           pgp_admin_response_t *resp)
 {
     pgp_profile_store_t *store = pgp_observer_store(api->obs);
-    if (tail[0] != '\0')
-        return 0;
-    if (strcmp(req->method, "GET") != 0)
-        return method_not_allowed(resp);
-    if (store == NULL)
-        return unavailable(resp);
+    int rc;
+    if (!exact_get(req, tail, store, resp, &rc))
+        return rc;
     size_t limit;
     if (!get_limit(req, API_DEFAULT_LIMIT, &limit, resp))
         return 1;
@@ -174,12 +190,9 @@ static int api_slow_queries(pgp_api_t *api, const pgp_admin_request_t *req, cons
                             pgp_admin_response_t *resp)
 {
     pgp_slowlog_t *log = pgp_observer_slowlog(api->obs);
-    if (tail[0] != '\0')
-        return 0;
-    if (strcmp(req->method, "GET") != 0)
-        return method_not_allowed(resp);
-    if (log == NULL)
-        return unavailable(resp);
+    int rc;
+    if (!exact_get(req, tail, log, resp, &rc))
+        return rc;
     size_t limit;
     if (!get_limit(req, API_DEFAULT_LIMIT, &limit, resp))
         return 1;
@@ -234,12 +247,9 @@ static int api_flame_txt(pgp_api_t *api, const pgp_admin_request_t *req, const c
                          pgp_admin_response_t *resp)
 {
     pgp_profile_store_t *store = pgp_observer_store(api->obs);
-    if (tail[0] != '\0')
-        return 0;
-    if (strcmp(req->method, "GET") != 0)
-        return method_not_allowed(resp);
-    if (store == NULL)
-        return unavailable(resp);
+    int rc;
+    if (!exact_get(req, tail, store, resp, &rc))
+        return rc;
     resp->content_type = PGP_ADMIN_CT_TEXT;
     return finish(resp, pgp_profile_store_render_collapsed(store, resp->body));
 }
@@ -248,15 +258,12 @@ static int api_flame_svg(pgp_api_t *api, const pgp_admin_request_t *req, const c
                          pgp_admin_response_t *resp)
 {
     pgp_profile_store_t *store = pgp_observer_store(api->obs);
-    if (tail[0] != '\0')
-        return 0;
-    if (strcmp(req->method, "GET") != 0)
-        return method_not_allowed(resp);
-    if (store == NULL)
-        return unavailable(resp);
+    int rc;
+    if (!exact_get(req, tail, store, resp, &rc))
+        return rc;
     pgp_render_t stacks;
     pgp_render_init(&stacks, API_FLAME_INPUT_BYTES);
-    int rc = pgp_profile_store_render_collapsed(store, &stacks);
+    rc = pgp_profile_store_render_collapsed(store, &stacks);
     if (rc == 0 && !pgp_render_error(&stacks)) {
         pgp_flame_opts_t opts = { .width_px = 1200, .title = NULL, .unit = "ns" };
         resp->content_type = PGP_ADMIN_CT_SVG;
