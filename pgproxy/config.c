@@ -9,7 +9,9 @@
  * is one more row and one more struct field.  Every change is made on a
  * staging copy that replaces the caller's config only on success.  Also
  * here: endpoint syntax (host:port, [v6]:port, unix directories and paths,
- * postgres:// URLs), which checks text only and never resolves names.
+ * postgres:// URLs, whose sslmode/sslrootcert/sslcert/sslkey fill the
+ * upstream TLS keys at pgp_config_finish), which checks text only: it never
+ * resolves names and never opens certificate files.
  */
 #include "pgproxy/config.h"
 
@@ -45,12 +47,19 @@ typedef struct cfg_key {
 static int check_listen(const char *value, char *what, size_t whatlen);
 static int check_upstream(const char *value, char *what, size_t whatlen);
 static int check_admin_listen(const char *value, char *what, size_t whatlen);
+static int check_upstream_tls(const char *value, char *what, size_t whatlen);
+static int check_socket_mode(const char *value, char *what, size_t whatlen);
+static int parse_socket_mode(const char *text, int *bits);
 
 static const char *const log_levels[] = { "debug", "info", "warn", "error", NULL };
 static const char *const log_formats[] = { "text", "json", NULL };
 static const char *const presets[] = { "development", "production", NULL };
 static const char *const params_modes[] = { "off", "types", "values", NULL };
 static const char *const sinks[] = { "sqlite", "postgres", "none", NULL };
+/* libpq's sslmode values, less "allow" (plaintext first, TLS only if the server insists). */
+static const char *const upstream_tls_modes[] = { "disable", "prefer", "require", "verify-ca",
+                                                  "verify-full", NULL };
+static const char *const client_tls_modes[] = { "disable", "allow", "require", NULL };
 static int check_dashboard_path(const char *value, char *what, size_t whatlen);
 
 /* The order here is the order of sections and keys in messages and dumps. */
@@ -63,6 +72,14 @@ static const cfg_key_t keys[] = {
     KEY(proxy, shutdown_timeout_ms, PGP_TOML_INTEGER, "30000", .min = 0, .max = 86400000),
     KEY(proxy, max_message_bytes, PGP_TOML_INTEGER, "1073741824",
         .min = 1024, .max = 1073741824),
+    KEY(proxy, upstream_tls, PGP_TOML_STRING, "disable", .check = check_upstream_tls),
+    KEY(proxy, upstream_tls_ca_file, PGP_TOML_STRING, ""),
+    KEY(proxy, upstream_tls_cert_file, PGP_TOML_STRING, ""),
+    KEY(proxy, upstream_tls_key_file, PGP_TOML_STRING, ""),
+    KEY(proxy, client_tls, PGP_TOML_STRING, "disable", .choices = client_tls_modes),
+    KEY(proxy, client_tls_cert_file, PGP_TOML_STRING, ""),
+    KEY(proxy, client_tls_key_file, PGP_TOML_STRING, ""),
+    KEY(proxy, unix_socket_mode, PGP_TOML_STRING, "0770", .check = check_socket_mode),
     KEY(profiling, enabled, PGP_TOML_BOOL, "true"),
     KEY(profiling, max_sql_bytes, PGP_TOML_INTEGER, "16384", .min = 64, .max = 1048576),
     KEY(profiling, preset, PGP_TOML_STRING, "development", .choices = presets),
@@ -91,8 +108,30 @@ static const cfg_key_t keys[] = {
 };
 
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
+
 #define ENV_PREFIX "PGPROXY_"
 #define SUGGEST_MAX_DISTANCE 3
+
+/*
+ * The TLS parameters a postgres:// URL in proxy.upstream may carry, and the
+ * key each one sets (DESIGN 3.1).  Other query parameters are ignored.
+ */
+static const struct { const char *param, *key; } url_tls_params[] = {
+    { "sslmode", "upstream_tls" },
+    { "sslrootcert", "upstream_tls_ca_file" },
+    { "sslcert", "upstream_tls_cert_file" },
+    { "sslkey", "upstream_tls_key_file" },
+};
+#define URL_TLS_COUNT (sizeof(url_tls_params) / sizeof(url_tls_params[0]))
+#define URL_VALUE_MAX 4096   /* decoded bytes of one URL parameter (a path) */
+
+typedef struct url_tls {
+    bool found[URL_TLS_COUNT];                  /* present with a non-empty value */
+    char value[URL_TLS_COUNT][URL_VALUE_MAX + 1];   /* percent-decoded */
+} url_tls_t;
+
+static int url_tls_read(const char *text, url_tls_t *out, char *what, size_t whatlen);
+static void show_value(const char *s, char *buf, size_t n);
 
 static void msgf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -258,6 +297,41 @@ static void key_free(pgp_config_t *cfg, const cfg_key_t *k)
     }
 }
 
+/*
+ * 0 when s is one of choices (NULL-terminated); else -1 and
+ * `"x" is not one of a, b, c (did you mean "a"?)` in what.  `shown_as`
+ * (NULL = `"x"` quoted) replaces the value's rendering, `closest` (NULL =
+ * nearest by edit distance) the suggestion.
+ */
+static int check_choice(const char *s, const char *const *choices, const char *shown_as,
+                        const char *closest, char *what, size_t n)
+{
+    char q[96], list[256] = "", hint[128];
+    suggestion_t sg;
+    size_t o = 0;
+    suggest_init(&sg);
+    for (const char *const *c = choices; *c != NULL; c++) {
+        if (strcmp(s, *c) == 0)
+            return 0;
+        int w = snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", *c);
+        if (w > 0 && (size_t)w < sizeof(list) - o)
+            o += (size_t)w;
+        char shown[80];
+        pgp_toml_quote(*c, strlen(*c), shown, sizeof(shown));
+        if (closest == NULL)
+            suggest_consider(&sg, s, *c, shown);
+        else if (strcmp(closest, *c) == 0)
+            suggest_consider(&sg, *c, *c, shown);
+    }
+    if (shown_as != NULL)
+        msgf(q, sizeof(q), "%s", shown_as);
+    else
+        pgp_toml_quote(s, strlen(s), q, sizeof(q));
+    suggest_render(&sg, hint, sizeof(hint));
+    msgf(what, n, "%s is not one of %s%s", q, list, hint);
+    return -1;
+}
+
 /* Check the stored value of k: range, allowed values, validator. */
 static int key_check(const pgp_config_t *cfg, const cfg_key_t *k, char *what, size_t n)
 {
@@ -268,26 +342,8 @@ static int key_check(const pgp_config_t *cfg, const cfg_key_t *k, char *what, si
             msgf(what, n, "out of memory");
             return -1;
         }
-        if (k->choices != NULL) {
-            char q[80], list[256] = "", hint[128];
-            suggestion_t sg;
-            size_t o = 0;
-            suggest_init(&sg);
-            for (const char *const *c = k->choices; *c != NULL; c++) {
-                if (strcmp(s, *c) == 0)
-                    return 0;
-                int w = snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", *c);
-                if (w > 0 && (size_t)w < sizeof(list) - o)
-                    o += (size_t)w;
-                char shown[80];
-                pgp_toml_quote(*c, strlen(*c), shown, sizeof(shown));
-                suggest_consider(&sg, s, *c, shown);
-            }
-            pgp_toml_quote(s, strlen(s), q, sizeof(q));
-            suggest_render(&sg, hint, sizeof(hint));
-            msgf(what, n, "%s is not one of %s%s", q, list, hint);
-            return -1;
-        }
+        if (k->choices != NULL)
+            return check_choice(s, k->choices, NULL, NULL, what, n);
         if (k->check != NULL)
             return k->check(s, what, n);
         return 0;
@@ -442,7 +498,7 @@ void pgp_config_free(pgp_config_t *cfg)
     memset(cfg, 0, sizeof(*cfg));
 }
 
-static void parse_endpoints(pgp_config_t *cfg);
+static void parse_derived(pgp_config_t *cfg);
 
 void pgp_config_init(pgp_config_t *cfg)
 {
@@ -453,7 +509,7 @@ void pgp_config_init(pgp_config_t *cfg)
         if (key_set_text(cfg, &keys[i], keys[i].def, what, sizeof(what)) < 0)
             key_free(cfg, &keys[i]);
     }
-    parse_endpoints(cfg);
+    parse_derived(cfg);
 }
 
 /* Deep copy src into dst (uninitialized).  Returns 0, or -1 (dst zeroed). */
@@ -658,7 +714,7 @@ static int load_common(pgp_config_t *cfg, const char *name, const char *data, si
         free(staged.source_path);
         staged.source_path = dup;
     }
-    parse_endpoints(&staged);
+    parse_derived(&staged);
     cfg_commit(cfg, &staged);
     return 0;
 fail:
@@ -804,7 +860,7 @@ int pgp_config_apply_env(pgp_config_t *cfg, char *const *envp, char *err, size_t
         }
         mark_explicit(&staged, (size_t)ki);
     }
-    parse_endpoints(&staged);
+    parse_derived(&staged);
     cfg_commit(cfg, &staged);
     return 0;
 fail:
@@ -850,17 +906,22 @@ int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
         return -1;
     }
     mark_explicit(&staged, (size_t)ki);
-    parse_endpoints(&staged);
+    parse_derived(&staged);
     cfg_commit(cfg, &staged);
     return 0;
 }
 
 /* ---- validation and output --------------------------------------------- */
 
-/* Best effort: fill the *_ep fields from the strings (checked where they were set). */
-static void parse_endpoints(pgp_config_t *cfg)
+/* Best effort: fill the *_ep fields and unix_socket_mode_bits from the strings
+ * (checked where they were set; pgp_config_finish checks again). */
+static void parse_derived(pgp_config_t *cfg)
 {
     pgp_endpoint_t ep;
+    int bits;
+    if (cfg->proxy.unix_socket_mode != NULL &&
+        parse_socket_mode(cfg->proxy.unix_socket_mode, &bits) == 0)
+        cfg->proxy.unix_socket_mode_bits = bits;
     if (cfg->proxy.listen != NULL &&
         pgp_endpoint_parse(cfg->proxy.listen, PGP_CONFIG_LISTEN_PORT, &ep, NULL, 0) == 0)
         cfg->proxy.listen_ep = ep;
@@ -874,6 +935,83 @@ static void parse_endpoints(pgp_config_t *cfg)
         cfg->admin.listen_ep = ep;
 }
 
+/*
+ * The TLS parameters of a proxy.upstream URL into the upstream TLS keys.  A
+ * key a source set must agree with the URL; the others take the URL's value
+ * or their default, so finishing again after a change gives the same result.
+ */
+static int apply_upstream_url(pgp_config_t *cfg, char *err, size_t errlen)
+{
+    char what[384], have_q[96], url_v[96];
+    int rc = -1;
+    url_tls_t *u = malloc(sizeof(*u));
+    if (u == NULL) {
+        msgf(err, errlen, "proxy.upstream: out of memory");
+        return -1;
+    }
+    if (url_tls_read(cfg->proxy.upstream, u, what, sizeof(what)) < 0) {
+        msgf(err, errlen, "proxy.upstream: %s", what);
+        goto out;
+    }
+    for (size_t i = 0; i < URL_TLS_COUNT; i++) {
+        int ki = find_key("proxy", url_tls_params[i].key);
+        const cfg_key_t *k = &keys[ki];
+        const char *have = *(char *const *)cslot(cfg, k);
+        if (is_explicit(cfg, (size_t)ki)) {
+            if (u->found[i] && strcmp(have, u->value[i]) != 0) {
+                pgp_toml_quote(have, strlen(have), have_q, sizeof(have_q));
+                show_value(u->value[i], url_v, sizeof(url_v));
+                msgf(err, errlen, "proxy.%s = %s conflicts with %s=%s in proxy.upstream",
+                     k->name, have_q, url_tls_params[i].param, url_v);
+                goto out;
+            }
+            continue;
+        }
+        const char *want = u->found[i] ? u->value[i] : k->def;
+        if (strcmp(have, want) != 0 && key_set_text(cfg, k, want, what, sizeof(what)) < 0) {
+            msgf(err, errlen, "proxy.%s: %s", k->name, what);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(u);
+    return rc;
+}
+
+/* Cross-key TLS rules; files are the TLS module's business, only the text is checked. */
+static int check_tls_keys(const pgp_config_t *c, char *err, size_t errlen)
+{
+    static const struct { const char *cert_key, *key_key, *what; } pairs[] = {
+        { "upstream_tls_cert_file", "upstream_tls_key_file",
+          "a client certificate toward the server" },
+        { "client_tls_cert_file", "client_tls_key_file", "pgproxy's certificate for clients" },
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        const char *cert = *(char *const *)cslot(c, &keys[find_key("proxy", pairs[i].cert_key)]);
+        const char *key = *(char *const *)cslot(c, &keys[find_key("proxy", pairs[i].key_key)]);
+        if ((cert[0] == '\0') != (key[0] == '\0')) {
+            msgf(err, errlen, "proxy.%s: empty, but proxy.%s is set (%s needs both; "
+                 "give both or neither)", cert[0] == '\0' ? pairs[i].cert_key : pairs[i].key_key,
+                 cert[0] == '\0' ? pairs[i].key_key : pairs[i].cert_key, pairs[i].what);
+            return -1;
+        }
+    }
+    if (strcmp(c->proxy.client_tls, "disable") != 0 && c->proxy.client_tls_cert_file[0] == '\0') {
+        msgf(err, errlen, "proxy.client_tls = %s needs proxy.client_tls_cert_file and "
+             "proxy.client_tls_key_file (pgproxy's certificate and key for clients)",
+             c->proxy.client_tls);
+        return -1;
+    }
+    if (strncmp(c->proxy.upstream_tls, "verify-", 7) == 0 &&
+        c->proxy.upstream_tls_ca_file[0] == '\0') {
+        msgf(err, errlen, "proxy.upstream_tls = %s needs proxy.upstream_tls_ca_file "
+             "(a CA file, or \"system\")", c->proxy.upstream_tls);
+        return -1;
+    }
+    return 0;
+}
+
 int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
 {
     char what[384], a[300], b[300];
@@ -881,10 +1019,12 @@ int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < cfg->profiling.n_plus_one_ignore.count; i++) {
         uint64_t fp;
-        if (pgp_config_parse_fingerprint(cfg->profiling.n_plus_one_ignore.items[i], &fp) < 0) {
-            msgf(err, errlen, "profiling.n_plus_one_ignore: \"%.40s\" is not a fingerprint "
-                 "(16 hex digits, as /debug/queries shows them)",
-                 cfg->profiling.n_plus_one_ignore.items[i]);
+        const char *item = cfg->profiling.n_plus_one_ignore.items[i];
+        if (pgp_config_parse_fingerprint(item, &fp) < 0) {
+            char q[80];
+            pgp_toml_quote(item, strlen(item), q, sizeof(q));   /* one line, whatever it holds */
+            msgf(err, errlen, "profiling.n_plus_one_ignore: %s is not a fingerprint "
+                 "(16 hex digits, as /debug/queries shows them)", q);
             return -1;
         }
     }
@@ -903,6 +1043,10 @@ int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
             return -1;
         }
     }
+    if (apply_upstream_url(cfg, err, errlen) < 0 || check_tls_keys(cfg, err, errlen) < 0)
+        return -1;
+    /* Checked by key_check above. */
+    (void)parse_socket_mode(cfg->proxy.unix_socket_mode, &cfg->proxy.unix_socket_mode_bits);
     if (pgp_endpoint_parse(cfg->proxy.listen, PGP_CONFIG_LISTEN_PORT, &cfg->proxy.listen_ep,
                            what, sizeof(what)) < 0) {
         msgf(err, errlen, "proxy.listen: %s", what);
@@ -1013,10 +1157,58 @@ static int check_listen(const char *value, char *what, size_t whatlen)
     return pgp_endpoint_parse(value, PGP_CONFIG_LISTEN_PORT, &ep, what, whatlen);
 }
 
+/* proxy.upstream: an endpoint; a URL's TLS parameters are checked here too, so a
+ * bad sslmode is reported with the file line, variable or flag that set it. */
 static int check_upstream(const char *value, char *what, size_t whatlen)
 {
     pgp_endpoint_t ep;
-    return pgp_endpoint_parse(value, PGP_CONFIG_UPSTREAM_PORT, &ep, what, whatlen);
+    if (pgp_endpoint_parse(value, PGP_CONFIG_UPSTREAM_PORT, &ep, what, whatlen) < 0)
+        return -1;
+    url_tls_t *u = malloc(sizeof(*u));
+    if (u == NULL) {
+        msgf(what, whatlen, "out of memory");
+        return -1;
+    }
+    int rc = url_tls_read(value, u, what, whatlen);
+    free(u);
+    return rc;
+}
+
+/* proxy.upstream_tls: libpq's modes; "allow" gets a pointer to the nearest one we have. */
+static int check_upstream_tls(const char *value, char *what, size_t whatlen)
+{
+    return check_choice(value, upstream_tls_modes, NULL,
+                        strcmp(value, "allow") == 0 ? "prefer" : NULL, what, whatlen);
+}
+
+/* "0770" -> 0770: 3 or 4 octal digits, no bits above 0777.  -1 otherwise. */
+static int parse_socket_mode(const char *text, int *bits)
+{
+    size_t n = strlen(text);
+    int v = 0;
+    if (n < 3 || n > 4)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] < '0' || text[i] > '7')
+            return -1;
+        v = v * 8 + (text[i] - '0');
+    }
+    if (v > 0777)
+        return -1;
+    *bits = v;
+    return 0;
+}
+
+static int check_socket_mode(const char *value, char *what, size_t whatlen)
+{
+    int bits;
+    char q[80];
+    if (parse_socket_mode(value, &bits) == 0)
+        return 0;
+    pgp_toml_quote(value, strlen(value), q, sizeof(q));
+    msgf(what, whatlen, "expected an octal mode such as \"0770\" (3 or 4 digits 0-7, "
+         "at most 0777), got %s", q);
+    return -1;
 }
 
 /* admin.listen: "" (disabled) or a TCP endpoint; the HTTP server binds no unix sockets. */
@@ -1204,6 +1396,95 @@ static int percent_decode(const char *s, size_t n, char *buf, size_t buflen)
     return 0;
 }
 
+/* For "postgres://..." or "postgresql://...": what follows "://"; else NULL. */
+static const char *pg_url_rest(const char *text)
+{
+    if (strncmp(text, "postgres://", 11) == 0)
+        return text + 11;
+    if (strncmp(text, "postgresql://", 13) == 0)
+        return text + 13;
+    return NULL;
+}
+
+/* The query of a URL (rest = past "://") as [*begin, *end), without '?' and '#...'. */
+static bool url_query(const char *rest, const char **begin, const char **end)
+{
+    const char *q = rest + strcspn(rest, "?#");
+    if (*q != '?')
+        return false;
+    *begin = q + 1;
+    *end = *begin + strcspn(*begin, "#");
+    return true;
+}
+
+/* For messages: a URL parameter value bare when it is plain, else quoted and escaped. */
+static void show_value(const char *s, char *buf, size_t n)
+{
+    bool bare = *s != '\0' && strlen(s) <= 60;
+    for (const char *c = s; *c != '\0' && bare; c++)
+        bare = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+               (*c >= '0' && *c <= '9') || strchr("._-/+:~@", *c) != NULL;
+    if (bare)
+        msgf(buf, n, "%s", s);
+    else
+        pgp_toml_quote(s, strlen(s), buf, n);
+}
+
+/*
+ * Read the TLS parameters (url_tls_params) of `text` when it is a postgres://
+ * URL: percent-decoded, the last occurrence wins (as in libpq), an empty
+ * value counts as absent.  Checks their text: decoding, UTF-8, sslmode's
+ * value.  Returns 0 (out->found all false for a non-URL), or -1 and a
+ * message in what.
+ */
+static int url_tls_read(const char *text, url_tls_t *out, char *what, size_t whatlen)
+{
+    const char *rest = pg_url_rest(text), *qbegin, *qend;
+    memset(out->found, 0, sizeof(out->found));
+    if (rest == NULL || !url_query(rest, &qbegin, &qend))
+        return 0;
+    for (const char *p = qbegin; p < qend;) {
+        const char *amp = memchr(p, '&', (size_t)(qend - p));
+        const char *e = amp != NULL ? amp : qend;
+        const char *eq = memchr(p, '=', (size_t)(e - p));
+        for (size_t i = 0; i < URL_TLS_COUNT && eq != NULL; i++) {
+            const char *name = url_tls_params[i].param;
+            if ((size_t)(eq - p) != strlen(name) || memcmp(p, name, (size_t)(eq - p)) != 0)
+                continue;
+            if (percent_decode(eq + 1, (size_t)(e - eq - 1), out->value[i],
+                               sizeof(out->value[i])) < 0) {
+                msgf(what, whatlen, "invalid %s value (bad percent-encoding, %%00, or longer "
+                     "than %d bytes)", name, URL_VALUE_MAX);
+                return -1;
+            }
+            out->found[i] = out->value[i][0] != '\0';
+        }
+        p = amp != NULL ? amp + 1 : qend;
+    }
+    for (size_t i = 0; i < URL_TLS_COUNT; i++) {
+        pgp_toml_value_t v;
+        char why[256];
+        if (!out->found[i])
+            continue;
+        if (pgp_toml_parse_text(PGP_TOML_STRING, out->value[i], &v, why, sizeof(why)) < 0) {
+            msgf(what, whatlen, "%s: %s", url_tls_params[i].param, why);
+            return -1;
+        }
+        pgp_toml_value_free(&v);
+    }
+    if (out->found[0]) {
+        char shown[96], v[80];
+        if (strcmp(out->value[0], "allow") == 0) {
+            msgf(what, whatlen, "sslmode=allow is not supported (did you mean sslmode=prefer?)");
+            return -1;
+        }
+        show_value(out->value[0], v, sizeof(v));
+        msgf(shown, sizeof(shown), "sslmode=%s", v);
+        return check_choice(out->value[0], upstream_tls_modes, shown, NULL, what, whatlen);
+    }
+    return 0;
+}
+
 /* postgres://[user[:pw]@][host][:port][/db][?k=v&...]; text points past "://". */
 static int parse_url(const char *s, uint16_t default_port, const char *q, pgp_endpoint_t *out,
                      char *err, size_t errlen)
@@ -1250,10 +1531,9 @@ static int parse_url(const char *s, uint16_t default_port, const char *q, pgp_en
         }
     }
     /* libpq honours host= and port= in the query, over the authority. */
-    const char *query = strchr(s + alen, '?');
-    if (query != NULL) {
-        const char *qend = query + 1 + strcspn(query + 1, "#");
-        for (const char *p = query + 1; p < qend;) {
+    const char *qbegin, *qend;
+    if (url_query(s, &qbegin, &qend)) {
+        for (const char *p = qbegin; p < qend;) {
             const char *amp = memchr(p, '&', (size_t)(qend - p));
             const char *e = amp != NULL ? amp : qend;
             const char *eq = memchr(p, '=', (size_t)(e - p));
@@ -1302,8 +1582,8 @@ int pgp_endpoint_parse(const char *text, uint16_t default_port, pgp_endpoint_t *
         *out = ep;
         return 0;
     }
-    if (strncmp(text, "postgres://", 11) == 0 || strncmp(text, "postgresql://", 13) == 0) {
-        if (parse_url(strstr(text, "://") + 3, default_port, q, &ep, err, errlen) < 0)
+    if (pg_url_rest(text) != NULL) {
+        if (parse_url(pg_url_rest(text), default_port, q, &ep, err, errlen) < 0)
             return -1;
         *out = ep;
         return 0;

@@ -2,9 +2,11 @@
  * dial.c - non-blocking connects to the upstream, and cancel requests.
  *
  * Name resolution runs on libuv's thread pool; the rest is callbacks.
- * The cancel sender is a tiny self-owned object: connect, write the
- * CancelRequest, close after the write, free in the close callback (the
- * server answers a cancel by closing, it never replies).
+ * The cancel sender is a tiny self-owned object on a relay peer: connect,
+ * (when the upstream hop uses TLS: SSLRequest and a handshake, so the
+ * cancel key never crosses the network in clear), write the CancelRequest,
+ * close after the write, free in the close callbacks (the server answers
+ * a cancel by closing, it never replies).
  */
 #include "pgproxy/dial.h"
 
@@ -21,6 +23,7 @@
 
 #include "pgproxy/log.h"
 #include "pgproxy/proto.h"
+#include "pgproxy/tls.h"
 
 static void dial_finish(pgp_dial_t *d, int status)
 {
@@ -119,18 +122,22 @@ void pgp_dial_abort(pgp_dial_t *d)
 /* A cancel in flight: owns itself. */
 typedef struct cancel_job {
     pgp_dial_t dial;
-    pgp_stream_t io;
-    uv_write_t wreq;
+    pgp_peer_t peer;
     uv_timer_t timer;
-    int refs;   /* open handles + the dial callback still to come */
+    pgp_tls_ctx_t *tls;      /* a reference, or NULL: plaintext */
+    bool plain_fallback;     /* the server may answer 'N' (upstream_tls = prefer) */
+    bool answered;           /* the server answered our SSLRequest */
+    int refs;                /* open handles + the dial callback still to come */
     size_t len;
     uint8_t pkt[12 + PGP_PROTO_CANCEL_KEY_MAX_BYTES];
 } cancel_job_t;
 
 static void cancel_unref(cancel_job_t *j)
 {
-    if (--j->refs == 0)
+    if (--j->refs == 0) {
+        pgp_tls_ctx_free(j->tls);
         free(j);
+    }
 }
 
 static void on_cancel_handle_close(uv_handle_t *h)
@@ -140,19 +147,77 @@ static void on_cancel_handle_close(uv_handle_t *h)
 
 static void cancel_job_end(cancel_job_t *j)
 {
-    if (j->dial.io_ready && !uv_is_closing(&j->io.handle))
-        uv_close(&j->io.handle, on_cancel_handle_close);
+    if (j->dial.io_ready)
+        pgp_peer_close(&j->peer);
     if (!uv_is_closing((uv_handle_t *)&j->timer))
         uv_close((uv_handle_t *)&j->timer, on_cancel_handle_close);
 }
 
-static void on_cancel_written(uv_write_t *req, int status)
+/* Write the CancelRequest (encrypted when TLS is up) and close once it is out. */
+static void cancel_job_send(cancel_job_t *j)
 {
-    cancel_job_t *j = req->data;
-    if (status < 0)
-        pgp_log(PGP_LOG_DEBUG, "cancel request write failed", "error", uv_strerror(status), NULL);
+    if (pgp_peer_send_copy(&j->peer, j->pkt, j->len) < 0) {
+        cancel_job_end(j);
+        return;
+    }
+    pgp_peer_close_after_write(&j->peer);
+}
+
+static void on_cancel_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
+{
+    cancel_job_t *j = p->owner;
+    uint8_t answer = c->data[0];
+    pgp_chunk_put(c);
+    if (j->answered)
+        return;   /* the server never answers a cancel; nothing else is expected */
+    j->answered = true;
+    if (answer == 'S' && n == 1) {
+        pgp_tls_t *t = pgp_tls_new(j->tls, j->dial.ep.host, false);
+        if (t == NULL || pgp_peer_tls_start(p, t, NULL, 0) < 0) {
+            if (t == NULL)
+                cancel_job_end(j);
+        }
+        return;
+    }
+    if (answer == 'N' && j->plain_fallback) {
+        pgp_peer_read_stop(p);
+        cancel_job_send(j);
+        return;
+    }
+    pgp_log(PGP_LOG_WARN, "cancel request not sent: the upstream refused TLS", NULL);
     cancel_job_end(j);
 }
+
+static void on_cancel_tls(pgp_peer_t *p, bool ok)
+{
+    cancel_job_t *j = p->owner;
+    if (!ok) {
+        pgp_log(PGP_LOG_WARN, "cancel request not sent: TLS handshake with upstream failed",
+                "error", pgp_tls_reason(p->tls), NULL);
+        cancel_job_end(j);
+        return;
+    }
+    pgp_peer_read_stop(p);
+    cancel_job_send(j);
+}
+
+static void on_cancel_error(pgp_peer_t *p, int status)
+{
+    cancel_job_t *j = p->owner;
+    if (status != UV_EOF)
+        pgp_log(PGP_LOG_DEBUG, "cancel request failed", "error", uv_strerror(status), NULL);
+    cancel_job_end(j);
+}
+
+static void on_cancel_peer_closed(pgp_peer_t *p)
+{
+    cancel_job_t *j = p->owner;
+    cancel_job_end(j);   /* the timer, when the close came from a finished write */
+    cancel_unref(j);
+}
+
+static const pgp_peer_events_t cancel_events = { on_cancel_data, on_cancel_error,
+                                                 on_cancel_peer_closed, on_cancel_tls };
 
 static void on_cancel_connected(pgp_dial_t *d, int status)
 {
@@ -162,11 +227,15 @@ static void on_cancel_connected(pgp_dial_t *d, int status)
             pgp_log(PGP_LOG_WARN, "cancel request: upstream connect failed", "error",
                     uv_strerror(status), NULL);
         cancel_job_end(j);
-    } else {
-        uv_buf_t b = uv_buf_init((char *)j->pkt, (unsigned)j->len);
-        j->wreq.data = j;
-        if (uv_write(&j->wreq, &j->io.stream, &b, 1, on_cancel_written) < 0)
+    } else if (j->tls != NULL) {
+        uint8_t req[8];
+        pgp_put_be32(req, 8);
+        pgp_put_be32(req + 4, PGP_PROTO_SSL_REQUEST_CODE);
+        if (pgp_peer_send_copy(&j->peer, req, sizeof(req)) < 0 ||
+            pgp_peer_read_start(&j->peer) < 0)
             cancel_job_end(j);
+    } else {
+        cancel_job_send(j);
     }
     cancel_unref(j);
 }
@@ -178,8 +247,8 @@ static void on_cancel_timeout(uv_timer_t *t)
     cancel_job_end(j);
 }
 
-void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pid,
-                          const uint8_t *key, uint32_t key_len)
+void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, pgp_tls_ctx_t *tls,
+                          bool plain_fallback, uint32_t pid, const uint8_t *key, uint32_t key_len)
 {
     cancel_job_t *j = calloc(1, sizeof(*j));
     if (j == NULL)
@@ -190,11 +259,14 @@ void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pi
         return;
     }
     j->timer.data = j;
+    j->tls = tls != NULL ? pgp_tls_ctx_ref(tls) : NULL;
+    j->plain_fallback = plain_fallback;
     j->refs = 1;
-    int r = pgp_dial_start(&j->dial, loop, ep, &j->io, on_cancel_connected, j);
-    j->io.handle.data = j;
-    if (j->dial.io_ready)
+    int r = pgp_dial_start(&j->dial, loop, ep, &j->peer.io, on_cancel_connected, j);
+    if (j->dial.io_ready) {
+        pgp_peer_init(&j->peer, &cancel_events, j);
         j->refs++;
+    }
     if (r < 0) {
         cancel_job_end(j);
         return;

@@ -117,6 +117,23 @@ static uint64_t slow_threshold_ns(const pgp_config_t *cfg)
     return (uint64_t)(cfg->profiling.slow_query_threshold_ms * 1e6);
 }
 
+/* The TLS modes and file names (the files themselves are re-read on SIGHUP by the server). */
+static bool tls_settings_differ(const pgp_config_t *a, const pgp_config_t *b)
+{
+    const char *const x[] = { a->proxy.upstream_tls, a->proxy.upstream_tls_ca_file,
+                              a->proxy.upstream_tls_cert_file, a->proxy.upstream_tls_key_file,
+                              a->proxy.client_tls, a->proxy.client_tls_cert_file,
+                              a->proxy.client_tls_key_file, a->proxy.unix_socket_mode };
+    const char *const y[] = { b->proxy.upstream_tls, b->proxy.upstream_tls_ca_file,
+                              b->proxy.upstream_tls_cert_file, b->proxy.upstream_tls_key_file,
+                              b->proxy.client_tls, b->proxy.client_tls_cert_file,
+                              b->proxy.client_tls_key_file, b->proxy.unix_socket_mode };
+    for (size_t i = 0; i < sizeof(x) / sizeof(x[0]); i++)
+        if (strcmp(x[i], y[i]) != 0)
+            return true;
+    return false;
+}
+
 /* SIGHUP: rebuild from the same sources; apply what can change live. */
 static void on_reload(void *ud)
 {
@@ -132,6 +149,10 @@ static void on_reload(void *ud)
         strcmp(fresh.admin.listen, live->admin.listen) != 0 ||
         strcmp(fresh.admin.token, live->admin.token) != 0)
         pgp_log(PGP_LOG_WARN, "proxy.listen, proxy.upstream and admin.* change only on restart",
+                NULL);
+    if (tls_settings_differ(&fresh, live))
+        pgp_log(PGP_LOG_WARN,
+                "proxy.*tls* settings change only on restart (SIGHUP re-reads the files they name)",
                 NULL);
     swap_str(&live->log.level, &fresh.log.level);
     swap_str(&live->log.format, &fresh.log.format);

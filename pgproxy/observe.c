@@ -271,6 +271,17 @@ int pgp_observer_render_metrics(pgp_observer_t *o, pgp_render_t *r)
     pgp_render_label_t l2 = { "direction", "server_to_client" };
     pgp_render_prom_sample_uint(r, "pgproxy_bytes_total", &l2, 1,
                                 load(&c->bytes_server_to_client));
+    pgp_render_prom_family(r, "pgproxy_tls_handshakes_total", "counter",
+                           "TLS handshakes, by hop (client: apps to pgproxy, server: pgproxy to "
+                           "the upstream) and result.");
+    static const char *const sides[2] = { "client", "server" };
+    static const char *const results[2] = { "ok", "error" };
+    for (int side = 0; side < 2; side++)
+        for (int res = 0; res < 2; res++) {
+            pgp_render_label_t l[2] = { { "side", sides[side] }, { "result", results[res] } };
+            pgp_render_prom_sample_uint(r, "pgproxy_tls_handshakes_total", l, 2,
+                                        load(&c->tls_handshakes[side][res]));
+        }
     metric(r, "pgproxy_queries_total", "counter", "Statements observed.",
            load(&o->queries_total));
     metric(r, "pgproxy_query_errors_total", "counter", "Statements that ended in an error.",

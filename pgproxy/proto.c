@@ -253,3 +253,44 @@ size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const ui
     memcpy(out + 12, key, key_len);
     return len;
 }
+
+size_t pgp_proto_strip_scram_plus(uint8_t *msg, size_t len)
+{
+    static const char plus[] = "SCRAM-SHA-256-PLUS";
+    if (len < 9 || msg[0] != PGP_BE_AUTHENTICATION || pgp_be32(msg + 1) != len - 1 ||
+        pgp_be32(msg + 5) != PGP_PROTO_AUTH_SASL)
+        return len;
+    size_t in = 9, out = 9;
+    for (;;) {
+        if (in >= len)
+            return len;   /* names not terminated: leave it to the client to refuse */
+        const uint8_t *nul = memchr(msg + in, 0, len - in);
+        if (nul == NULL)
+            return len;
+        size_t n = (size_t)(nul - (msg + in)) + 1;
+        if (n == 1)
+            break;   /* the empty name ends the list */
+        if (n != sizeof(plus) || memcmp(msg + in, plus, n) != 0) {
+            memmove(msg + out, msg + in, n);
+            out += n;
+        }
+        in += n;
+    }
+    if (in + 1 != len)
+        return len;   /* bytes after the list: not a message we understand */
+    msg[out++] = 0;
+    pgp_put_be32(msg + 1, (uint32_t)(out - 1));
+    return out;
+}
+
+int pgp_proto_sasl_gs2_flag(const uint8_t *body, size_t n)
+{
+    const uint8_t *nul = memchr(body, 0, n);
+    if (nul == NULL)
+        return 0;
+    size_t at = (size_t)(nul - body) + 1 + 4;   /* past the name and the int32 length */
+    if (at >= n)
+        return 0;
+    int flag = body[at];
+    return flag == 'n' || flag == 'y' || flag == 'p' ? flag : 0;
+}

@@ -107,6 +107,17 @@ void pgp_registry_set_application_name(pgp_registry_t *r, pgp_conn_entry_t *e, c
     pthread_mutex_unlock(&r->lock);
 }
 
+void pgp_registry_set_tls(pgp_registry_t *r, pgp_conn_entry_t *e, int side, const char *version,
+                          const char *cipher)
+{
+    if (e == NULL || (side != PGP_REGISTRY_TLS_CLIENT && side != PGP_REGISTRY_TLS_SERVER))
+        return;
+    pthread_mutex_lock(&r->lock);
+    copy_name(e->tls[side][0], version);
+    copy_name(e->tls[side][1], cipher);
+    pthread_mutex_unlock(&r->lock);
+}
+
 const char *pgp_conn_state_name(pgp_conn_state_t st)
 {
     switch (st) {
@@ -144,6 +155,18 @@ static void row_of(pgp_conn_entry_t *e, pgp_conn_row_t *row)
     memcpy(row->database, e->database, sizeof(row->database));
     memcpy(row->client_addr, e->client_addr, sizeof(row->client_addr));
     memcpy(row->application_name, e->application_name, sizeof(row->application_name));
+    memcpy(row->tls, e->tls, sizeof(row->tls));
+}
+
+/* A TLS field: its text, or null for a plaintext hop. */
+static void render_tls(pgp_render_t *out, const char *key, const char *v)
+{
+    if (v[0])
+        pgp_render_json_kv_str(out, key, v);
+    else {
+        pgp_render_json_key(out, key);
+        pgp_render_json_null(out);
+    }
 }
 
 size_t pgp_registry_snapshot(pgp_registry_t *r, pgp_conn_row_t *rows, size_t cap)
@@ -175,6 +198,10 @@ static void render_row(const pgp_conn_row_t *row, uint64_t now_wall_ns, pgp_rend
     pgp_render_json_kv_uint(out, "errors", row->errors);
     pgp_render_json_kv_uint(out, "requests", row->requests);
     pgp_render_json_kv_uint(out, "n_plus_one", row->n_plus_one);
+    render_tls(out, "client_tls_version", row->tls[PGP_REGISTRY_TLS_CLIENT][0]);
+    render_tls(out, "client_tls_cipher", row->tls[PGP_REGISTRY_TLS_CLIENT][1]);
+    render_tls(out, "server_tls_version", row->tls[PGP_REGISTRY_TLS_SERVER][0]);
+    render_tls(out, "server_tls_cipher", row->tls[PGP_REGISTRY_TLS_SERVER][1]);
     pgp_render_json_end_object(out);
 }
 

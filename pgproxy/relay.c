@@ -5,7 +5,13 @@
  * the same bytes with uv_try_write(), chunk back to the pool.  Only when
  * the kernel does not take everything does the chunk become a queued
  * write request (its uv_write_t is embedded), freed by its callback
- * whatever the status - as libuv's echo-server does.  A handle is only
+ * whatever the status - as libuv's echo-server does.  With TLS the same
+ * path carries ciphertext: plaintext from the owner is encrypted into the
+ * connection's output buffer and moved into chunks for the socket, and
+ * ciphertext read is decrypted into fresh chunks before the owner sees it.
+ * Decryption stops while the owner is not reading (backpressure, or a
+ * session waiting for its upstream) and resumes where it left off when
+ * reading starts again.  A handle is only
  * reported closed from its close callback, after libuv has cancelled and
  * called back every queued write, so the owner may free the peer then.
  */
@@ -13,6 +19,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "pgproxy/tls.h"
 
 /* Free chunks kept per thread; beyond this they go back to malloc. */
 #define PGP_CHUNK_POOL_MAX 64u
@@ -81,6 +89,103 @@ static void on_peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->data, PGP_CHUNK_BYTES);
 }
 
+static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len);
+
+/* Send everything TLS has produced for the peer (handshake, records, alerts). */
+static int peer_tls_flush(pgp_peer_t *p)
+{
+    while (pgp_tls_out_pending(p->tls) > 0) {
+        pgp_chunk_t *c = pgp_chunk_get();
+        if (c == NULL)
+            return UV_ENOMEM;
+        size_t n = pgp_tls_out_take(p->tls, c->data, PGP_CHUNK_BYTES);
+        if (n == 0) {
+            pgp_chunk_put(c);
+            break;
+        }
+        int r = peer_send_raw(p, c, 0, n);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static void peer_tls_fail(pgp_peer_t *p, int status)
+{
+    p->tls_broken = true;
+    if (p->open)
+        p->ev->on_error(p, status);
+}
+
+/* Hand decrypted bytes to the owner, a chunk at a time, while it reads. */
+static void peer_tls_drain(pgp_peer_t *p)
+{
+    if (p->tls_draining)
+        return;
+    p->tls_draining = true;
+    while (p->open && p->want_read && !p->paused && !p->tls_broken) {
+        pgp_chunk_t *c = pgp_chunk_get();
+        if (c == NULL) {
+            peer_tls_fail(p, UV_ENOMEM);
+            break;
+        }
+        size_t fill = 0;
+        pgp_tls_status_t st = PGP_TLS_OK;
+        while (fill < PGP_CHUNK_BYTES) {
+            size_t got = 0;
+            st = pgp_tls_read(p->tls, c->data + fill, PGP_CHUNK_BYTES - fill, &got);
+            if (st != PGP_TLS_OK)
+                break;
+            fill += got;
+        }
+        if (fill > 0)
+            p->ev->on_data(p, c, fill);
+        else
+            pgp_chunk_put(c);
+        if (st == PGP_TLS_OK)
+            continue;   /* the chunk filled up: there may be more */
+        if (p->open && pgp_tls_out_pending(p->tls) > 0 && peer_tls_flush(p) < 0) {
+            peer_tls_fail(p, UV_EPIPE);
+            break;
+        }
+        if (st != PGP_TLS_WANT)
+            peer_tls_fail(p, st == PGP_TLS_CLOSED ? UV_EOF : UV_EPROTO);
+        break;
+    }
+    p->tls_draining = false;
+}
+
+/* One handshake step; reports the outcome to the owner once it is known. */
+static void peer_tls_handshake(pgp_peer_t *p)
+{
+    pgp_tls_status_t st = pgp_tls_handshake(p->tls);
+    int w = peer_tls_flush(p);
+    if (st == PGP_TLS_WANT) {
+        if (w < 0)
+            peer_tls_fail(p, w);
+        return;
+    }
+    if (st != PGP_TLS_OK)
+        p->tls_broken = true;
+    p->ev->on_tls(p, st == PGP_TLS_OK);
+    if (st == PGP_TLS_OK)
+        peer_tls_drain(p);
+}
+
+static void peer_tls_input(pgp_peer_t *p, const uint8_t *data, size_t n)
+{
+    if (p->tls_broken)
+        return;
+    if (pgp_tls_feed(p->tls, data, n) < 0) {
+        peer_tls_fail(p, UV_ENOMEM);
+        return;
+    }
+    if (!pgp_tls_established(p->tls))
+        peer_tls_handshake(p);
+    else
+        peer_tls_drain(p);
+}
+
 static void on_peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     pgp_peer_t *p = s->data;
@@ -88,6 +193,11 @@ static void on_peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
     if (nread > 0) {
         p->bytes_read += (uint64_t)nread;
+        if (p->tls != NULL) {
+            peer_tls_input(p, c->data, (size_t)nread);
+            pgp_chunk_put(c);
+            return;
+        }
         p->ev->on_data(p, c, (size_t)nread);
         return;
     }
@@ -100,8 +210,16 @@ static int peer_apply_read(pgp_peer_t *p)
 {
     if (!p->open)
         return 0;
-    if (p->want_read && !p->paused)
-        return uv_read_start(&p->io.stream, on_peer_alloc, on_peer_read);
+    if (p->want_read && !p->paused) {
+        int r = uv_read_start(&p->io.stream, on_peer_alloc, on_peer_read);
+        if (r == UV_EALREADY)
+            r = 0;   /* already reading (a TLS peer reads during its handshake) */
+        /* Plaintext decrypted earlier but not yet delivered: no socket read may come for it. */
+        if (r == 0 && p->tls != NULL && pgp_tls_established(p->tls) &&
+            pgp_tls_has_input(p->tls))
+            peer_tls_drain(p);
+        return r;
+    }
     return uv_read_stop(&p->io.stream);
 }
 
@@ -120,6 +238,8 @@ void pgp_peer_read_stop(pgp_peer_t *p)
 static void on_peer_handle_close(uv_handle_t *h)
 {
     pgp_peer_t *p = h->data;
+    pgp_tls_free(p->tls);
+    p->tls = NULL;
     p->ev->on_close(p);
 }
 
@@ -137,6 +257,11 @@ void pgp_peer_close_after_write(pgp_peer_t *p)
     if (!p->open)
         return;
     pgp_peer_read_stop(p);
+    if (p->tls != NULL && !p->tls_broken && !p->close_after_write &&
+        pgp_tls_established(p->tls)) {
+        pgp_tls_shutdown(p->tls);   /* close_notify, as PostgreSQL and libpq send */
+        (void)peer_tls_flush(p);
+    }
     if (p->pending_writes == 0)
         pgp_peer_close(p);
     else
@@ -168,6 +293,35 @@ static void on_peer_write(uv_write_t *req, int status)
 }
 
 int pgp_peer_send(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
+{
+    if (p->tls == NULL)
+        return peer_send_raw(p, c, off, len);
+    /* Nothing goes out in clear once TLS has begun, nor before it is up. */
+    if (!p->open || p->close_after_write || p->tls_broken || !pgp_tls_established(p->tls)) {
+        pgp_chunk_put(c);
+        return UV_EPIPE;
+    }
+    pgp_tls_status_t st = pgp_tls_write(p->tls, c->data + off, len);
+    pgp_chunk_put(c);
+    if (st != PGP_TLS_OK) {
+        p->tls_broken = true;
+        return UV_EPROTO;
+    }
+    return peer_tls_flush(p);
+}
+
+int pgp_peer_tls_start(pgp_peer_t *p, struct pgp_tls *tls, const uint8_t *initial, size_t len)
+{
+    p->tls = tls;
+    if (len > 0 && pgp_tls_feed(tls, initial, len) < 0) {
+        p->tls_broken = true;
+        return UV_ENOMEM;
+    }
+    peer_tls_handshake(p);
+    return 0;
+}
+
+static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
 {
     if (!p->open || p->close_after_write) {
         pgp_chunk_put(c);

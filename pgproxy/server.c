@@ -7,10 +7,12 @@
  * drain (idle ones close at once, busy ones at their next ReadyForQuery);
  * when the last session is gone, or proxy.shutdown_timeout_ms has passed,
  * the remaining handles close and pgp_server_run() returns.  SIGINT or a
- * second SIGTERM closes every session at once.
+ * second SIGTERM closes every session at once.  The server also holds the
+ * TLS contexts sessions are made from, rebuilt from their files on SIGHUP.
  */
 #include "pgproxy/server.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +22,58 @@
 #include "pgproxy/clock.h"
 #include "pgproxy/log.h"
 #include "pgproxy/session.h"
+
+/* Build the TLS contexts proxy.client_tls* and proxy.upstream_tls* ask for; 0 or -1 with err. */
+static int tls_load(const pgp_config_t *cfg, pgp_tls_ctx_t **client, pgp_tls_ctx_t **upstream,
+                    char *err, size_t errlen)
+{
+    char why[400];
+    *client = *upstream = NULL;
+    if (strcmp(cfg->proxy.client_tls, "disable") != 0) {
+        *client = pgp_tls_ctx_server(cfg->proxy.client_tls_cert_file,
+                                     cfg->proxy.client_tls_key_file, why, sizeof(why));
+        if (*client == NULL) {
+            snprintf(err, errlen, "proxy.client_tls: %s", why);
+            return -1;
+        }
+    }
+    const char *mode = cfg->proxy.upstream_tls;
+    /* As libpq: TLS settings do not apply to a Unix-socket server. */
+    if (strcmp(mode, "disable") != 0 && !cfg->proxy.upstream_ep.is_unix) {
+        pgp_tls_verify_t v = strcmp(mode, "verify-full") == 0 ? PGP_TLS_VERIFY_FULL
+                             : strcmp(mode, "verify-ca") == 0 ? PGP_TLS_VERIFY_CA
+                                                              : PGP_TLS_VERIFY_NONE;
+        *upstream = pgp_tls_ctx_client(v, cfg->proxy.upstream_tls_ca_file,
+                                       cfg->proxy.upstream_tls_cert_file,
+                                       cfg->proxy.upstream_tls_key_file, why, sizeof(why));
+        if (*upstream == NULL) {
+            pgp_tls_ctx_free(*client);
+            *client = NULL;
+            snprintf(err, errlen, "proxy.upstream_tls: %s", why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pgp_server_reload_tls(pgp_server_t *srv)
+{
+    pgp_tls_ctx_t *client, *upstream;
+    char err[512];
+    if (srv->client_tls == NULL && srv->upstream_tls == NULL)
+        return 0;
+    if (tls_load(srv->cfg, &client, &upstream, err, sizeof(err)) < 0) {
+        pgp_log(PGP_LOG_ERROR, "TLS reload failed, keeping the current certificates", "error",
+                err, NULL);
+        return -1;
+    }
+    pgp_tls_ctx_free(srv->client_tls);
+    pgp_tls_ctx_free(srv->upstream_tls);
+    srv->client_tls = client;
+    srv->upstream_tls = upstream;
+    pgp_log(PGP_LOG_INFO, "TLS certificates reloaded", NULL);
+    return 0;
+}
 
 static void server_finish(pgp_server_t *srv)
 {
@@ -130,6 +184,7 @@ static void on_signal(uv_signal_t *h, int signum)
         pgp_log(PGP_LOG_INFO, "reload requested", NULL);
         if (srv->reload)
             srv->reload(srv->reload_ud);
+        (void)pgp_server_reload_tls(srv);
         srv->reconfigured = true;
         break;
     default:
@@ -179,7 +234,8 @@ static int listen_unix(pgp_server_t *srv, const pgp_endpoint_t *ep)
     r = uv_pipe_bind(&srv->listener.pipe, path);
     if (r < 0)
         return r;
-    (void)chmod(path, 0770);
+    if (chmod(path, (mode_t)srv->cfg->proxy.unix_socket_mode_bits) < 0)
+        return uv_translate_sys_error(errno);
     return uv_listen(&srv->listener.stream, 511, on_listener_connection);
 }
 
@@ -222,6 +278,19 @@ int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg
     srv->conn_stats = pgp_observer_conn_stats(observer);
     srv->reload = reload;
     srv->reload_ud = ud;
+
+    char err[512];
+    if (tls_load(cfg, &srv->client_tls, &srv->upstream_tls, err, sizeof(err)) < 0) {
+        pgp_log(PGP_LOG_ERROR, "cannot set up TLS", "error", err, NULL);
+        return UV_EINVAL;
+    }
+    srv->client_tls_mode = strcmp(cfg->proxy.client_tls, "require") == 0 ? PGP_CLIENT_TLS_REQUIRE
+                           : strcmp(cfg->proxy.client_tls, "allow") == 0  ? PGP_CLIENT_TLS_ALLOW
+                                                                          : PGP_CLIENT_TLS_DISABLE;
+    srv->upstream_tls_mode = srv->upstream_tls == NULL ? PGP_UPSTREAM_TLS_DISABLE
+                             : strcmp(cfg->proxy.upstream_tls, "prefer") == 0
+                                 ? PGP_UPSTREAM_TLS_PREFER
+                                 : PGP_UPSTREAM_TLS_REQUIRE;
 
     const pgp_endpoint_t *ep = &cfg->proxy.listen_ep;
     int r = ep->is_unix ? listen_unix(srv, ep) : listen_tcp(srv, ep);

@@ -14,6 +14,16 @@
  * or idle, for cancel and for the shutdown drain), and whether the stream
  * sits at a message boundary (so pgproxy's own ErrorResponse never lands
  * inside another message).
+ *
+ * TLS (relay.c carries it, tls.c does it): a client's SSLRequest is
+ * answered 'S' when proxy.client_tls allows, or the client starts TLS
+ * directly (PostgreSQL 17); toward the server, the session sends its own
+ * SSLRequest after connecting and handshakes before the startup packet
+ * goes out.  Authentication passes through, so while it runs over a TLS
+ * upstream the session guards it: SCRAM-SHA-256-PLUS is removed from the
+ * mechanisms relayed (channel binding cannot cross a proxy), and a client
+ * that still signals channel binding (gs2 flag 'y') is told why it cannot
+ * log in instead of the server failing it obscurely.
  */
 #include "pgproxy/session.h"
 
@@ -31,6 +41,7 @@
 #include "pgproxy/proto.h"
 #include "pgproxy/registry.h"
 #include "pgproxy/server.h"
+#include "pgproxy/tls.h"
 #include "pgproxy/track.h"
 
 /* A request profile keeps this many statements and bytes of SQL text (then counts drops). */
@@ -42,6 +53,8 @@
 #define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
 /* How long closing may wait for queued bytes to drain before the handles are cut. */
 #define PGP_SESSION_LINGER_MS 5000
+/* Longest server message accepted while authentication is guarded (SCRAM over a TLS upstream). */
+#define PGP_SESSION_AUTH_MESSAGE_MAX (16u * 1024u)
 /* Largest body captured from a server message we need to read (BackendKeyData). */
 #define PGP_SESSION_CAPTURE_BYTES (8 + PGP_PROTO_CANCEL_KEY_MAX_BYTES)
 
@@ -86,6 +99,27 @@ typedef struct backend_state {
     bool capturing;
 } backend_state_t;
 
+/* TLS on the two hops, and the authentication guard (see the top of the file). */
+typedef enum upstream_phase {
+    UP_PLAIN,            /* no TLS negotiation (or done) */
+    UP_SSL_ANSWER,       /* our SSLRequest is out, waiting for 'S' or 'N' */
+    UP_HANDSHAKE,        /* TLS handshake with the server */
+} upstream_phase_t;
+
+typedef struct session_tls {
+    bool client_on;          /* the client hop is TLS */
+    bool server_on;          /* the server hop is TLS */
+    bool guard;              /* server_on and authentication not finished */
+    bool sasl_offered;       /* the guard relayed an AuthenticationSASL */
+    bool probing;            /* reading the client's SASLInitialResponse */
+    bool cb_refused;         /* ... and it asked for channel binding */
+    uint8_t up_phase;        /* upstream_phase_t */
+    uint8_t probe_len;
+    uint8_t probe[48];       /* start of the SASLInitialResponse body */
+    uint8_t *msg;            /* guard: the server message being assembled */
+    uint32_t msg_len;
+} session_tls_t;
+
 struct pgp_session {
     uint64_t id;
     pgp_server_t *srv;
@@ -105,6 +139,7 @@ struct pgp_session {
     startup_state_t startup;
     session_info_t info;
     backend_state_t be;
+    session_tls_t tls;
     uint64_t started_ms;
     const char *close_reason;
     int refs;                 /* live handles + a dial whose callback is pending */
@@ -184,6 +219,7 @@ static void session_free(pgp_session_t *s)
         s->next->prev = s->prev;
     pgp_chunk_put(s->startup.early);
     free(s->startup.pkt);
+    free(s->tls.msg);
     bool counted = s->counted;
     free(s);
     pgp_server_session_ended(srv, counted);
@@ -248,13 +284,20 @@ static void session_fail(pgp_session_t *s, const char *sqlstate, const char *mes
     session_close(s, reason);
 }
 
+/* A CancelRequest to the upstream, over TLS when the upstream hop uses it. */
+static void session_send_cancel(pgp_server_t *srv, uint32_t pid, const uint8_t *key,
+                                uint32_t key_len)
+{
+    pgp_dial_send_cancel(srv->loop, &srv->cfg->proxy.upstream_ep, srv->upstream_tls,
+                         srv->upstream_tls_mode == PGP_UPSTREAM_TLS_PREFER, pid, key, key_len);
+}
+
 /* Cancel the backend's running query: used when its client vanished. */
 static void session_cancel_backend(pgp_session_t *s)
 {
     if (s->be.key_len == 0 || s->be.pending == 0 || s->client_terminated)
         return;
-    pgp_dial_send_cancel(s->srv->loop, &s->srv->cfg->proxy.upstream_ep, s->be.pid, s->be.key,
-                         s->be.key_len);
+    session_send_cancel(s->srv, s->be.pid, s->be.key, s->be.key_len);
 }
 
 static bool session_idle(const pgp_session_t *s)
@@ -410,9 +453,48 @@ static void on_c2s_end(void *ud, uint8_t type)
     pgp_track_client_ops.end(s->track, type);
 }
 
+/* While authentication is guarded: read the start of the SASLInitialResponse. */
+static void on_c2s_guard_begin(void *ud, uint8_t type, uint32_t len)
+{
+    pgp_session_t *s = ud;
+    on_c2s_begin(ud, type, len);
+    s->tls.probing = type == PGP_FE_PASSWORD && s->tls.sasl_offered;
+    s->tls.sasl_offered = false;   /* only the first response after the offer */
+    s->tls.probe_len = 0;
+}
+
+static void on_c2s_guard_body(void *ud, const uint8_t *p, size_t n)
+{
+    pgp_session_t *s = ud;
+    if (s->track != NULL)
+        pgp_track_client_ops.body(s->track, p, n);
+    if (!s->tls.probing)
+        return;
+    size_t room = sizeof(s->tls.probe) - s->tls.probe_len;
+    if (n > room)
+        n = room;
+    memcpy(s->tls.probe + s->tls.probe_len, p, n);
+    s->tls.probe_len += (uint8_t)n;
+    int flag = pgp_proto_sasl_gs2_flag(s->tls.probe, s->tls.probe_len);
+    if (flag != 0 || s->tls.probe_len == sizeof(s->tls.probe)) {
+        s->tls.probing = false;
+        s->tls.cb_refused = flag == 'y';
+    }
+}
+
+static void on_c2s_guard_end(void *ud, uint8_t type)
+{
+    pgp_session_t *s = ud;
+    if (s->track != NULL)
+        pgp_track_client_ops.end(s->track, type);
+    s->tls.probing = false;
+}
+
 /* Without profiling the client side needs message starts only. */
 static const pgp_frame_ops_t c2s_ops = { on_c2s_begin, NULL, NULL };
 static const pgp_frame_ops_t c2s_tracked_ops = { on_c2s_begin, on_c2s_body, on_c2s_end };
+static const pgp_frame_ops_t c2s_guard_ops = { on_c2s_guard_begin, on_c2s_guard_body,
+                                               on_c2s_guard_end };
 static const pgp_frame_ops_t s2c_ops = { on_s2c_begin, on_s2c_body, on_s2c_end };
 
 static void on_track_event(void *ud, const pgp_track_event_t *ev)
@@ -452,9 +534,18 @@ static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
 static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
 static void on_client_error(pgp_peer_t *p, int status);
 static void on_server_error(pgp_peer_t *p, int status);
+static void on_client_tls(pgp_peer_t *p, bool ok);
+static void on_server_tls(pgp_peer_t *p, bool ok);
 
-static const pgp_peer_events_t client_events = { on_client_data, on_client_error, on_peer_closed };
-static const pgp_peer_events_t server_events = { on_server_data, on_server_error, on_peer_closed };
+static const pgp_peer_events_t client_events = { on_client_data, on_client_error, on_peer_closed,
+                                                 on_client_tls };
+static const pgp_peer_events_t server_events = { on_server_data, on_server_error, on_peer_closed,
+                                                 on_server_tls };
+
+#define CHANNEL_BINDING_MESSAGE                                                                \
+    "pgproxy: the client asked for SCRAM channel binding, which cannot pass through pgproxy "  \
+    "when both hops use TLS; connect with channel_binding=disable, or connect to pgproxy "     \
+    "without TLS (loopback or a Unix socket, the sidecar default)"
 
 static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, size_t n)
 {
@@ -464,9 +555,18 @@ static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, siz
         pgp_track_set_now(s->track, pgp_clock_now().t);
         ops = &c2s_tracked_ops;
     }
+    if (s->tls.guard)
+        ops = &c2s_guard_ops;
     if (pgp_framer_feed(&s->c2s, c->data + off, n, ops, s, NULL) != PGP_FRAME_OK) {
         pgp_chunk_put(c);
         session_fail(s, "08P01", "invalid message length from client", "protocol violation");
+        return;
+    }
+    if (s->tls.cb_refused) {
+        pgp_chunk_put(c);
+        pgp_log(PGP_LOG_INFO, "client refused: SCRAM channel binding through TLS on both hops",
+                "client", s->info.client_addr, "user", s->info.user, NULL);
+        session_fail(s, "28000", CHANNEL_BINDING_MESSAGE, "channel binding requested");
         return;
     }
     if (pgp_peer_send(&s->server, c, off, n) < 0)
@@ -508,14 +608,110 @@ static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
         session_close_idle(s);
 }
 
-static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
+/*
+ * Authentication over a TLS upstream: pass the server's messages on whole,
+ * with SCRAM-SHA-256-PLUS taken out of AuthenticationSASL, until
+ * AuthenticationOk or an ErrorResponse ends the guard; the rest of the
+ * stream then flows as usual.  Authentication messages are small, so
+ * assembling them costs nothing worth measuring.
+ */
+static void guard_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 {
-    pgp_session_t *s = p->owner;
-    if (s->state != PGP_SESSION_RELAY) {
+    session_tls_t *t = &s->tls;
+    pgp_chunk_t *out = pgp_chunk_get();
+    size_t out_len = 0, pos = 0;
+    if (t->msg == NULL)
+        t->msg = malloc(PGP_SESSION_AUTH_MESSAGE_MAX);
+    if (out == NULL || t->msg == NULL) {
+        pgp_chunk_put(c);
+        pgp_chunk_put(out);
+        session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+        return;
+    }
+    while (pos < n && t->guard) {
+        uint32_t need = t->msg_len < 5 ? 5 : 1 + pgp_be32(t->msg + 1);
+        if (t->msg_len >= 5 && (need < 5 || need > PGP_SESSION_AUTH_MESSAGE_MAX)) {
+            pgp_chunk_put(c);
+            pgp_chunk_put(out);
+            session_fail(s, "08P01", "pgproxy: invalid authentication message from server",
+                         "server protocol violation");
+            return;
+        }
+        size_t k = n - pos < need - t->msg_len ? n - pos : need - t->msg_len;
+        memcpy(t->msg + t->msg_len, c->data + pos, k);
+        t->msg_len += (uint32_t)k;
+        pos += k;
+        if (t->msg_len < need)
+            continue;
+        if (need == 5 && pgp_be32(t->msg + 1) != 4)
+            continue;   /* just the header so far: its length is checked above */
+        /* One whole message. */
+        size_t len = t->msg_len;
+        t->msg_len = 0;
+        if (t->msg[0] == PGP_BE_AUTHENTICATION && len >= 9) {
+            uint32_t code = pgp_be32(t->msg + 5);
+            if (code == PGP_PROTO_AUTH_SASL) {
+                len = pgp_proto_strip_scram_plus(t->msg, len);
+                t->sasl_offered = true;
+            } else if (code == PGP_PROTO_AUTH_OK) {
+                t->guard = false;
+            }
+        } else if (t->msg[0] == PGP_BE_ERROR_RESPONSE) {
+            t->guard = false;
+        }
+        memcpy(out->data + out_len, t->msg, len);
+        out_len += len;
+        if (out_len + PGP_SESSION_AUTH_MESSAGE_MAX > PGP_CHUNK_BYTES) {
+            relay_server_bytes(s, out, out_len);
+            if (s->state != PGP_SESSION_RELAY) {
+                pgp_chunk_put(c);
+                return;
+            }
+            out = pgp_chunk_get();
+            out_len = 0;
+            if (out == NULL) {
+                pgp_chunk_put(c);
+                session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+                return;
+            }
+        }
+    }
+    if (out_len > 0)
+        relay_server_bytes(s, out, out_len);
+    else
+        pgp_chunk_put(out);
+    if (t->guard || pos == n || s->state != PGP_SESSION_RELAY) {
         pgp_chunk_put(c);
         return;
     }
-    relay_server_bytes(s, c, n);
+    free(t->msg);
+    t->msg = NULL;
+    memmove(c->data, c->data + pos, n - pos);
+    relay_server_bytes(s, c, n - pos);
+}
+
+static void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n);
+
+static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
+{
+    pgp_session_t *s = p->owner;
+    if (s->state == PGP_SESSION_RELAY) {
+        if (s->tls.guard) {
+            guard_server_bytes(s, c, n);
+            if (!s->tls.guard && s->tls.msg != NULL) {
+                free(s->tls.msg);
+                s->tls.msg = NULL;
+            }
+            return;
+        }
+        relay_server_bytes(s, c, n);
+        return;
+    }
+    if (s->state == PGP_SESSION_CONNECTING && s->tls.up_phase == UP_SSL_ANSWER) {
+        session_upstream_ssl_answer(s, c, n);
+        return;
+    }
+    pgp_chunk_put(c);
 }
 
 static void on_server_error(pgp_peer_t *p, int status)
@@ -549,29 +745,13 @@ static void on_client_error(pgp_peer_t *p, int status)
 
 /* ---- connecting -------------------------------------------------------- */
 
-static void on_upstream_connected(pgp_dial_t *d, int status)
+/* The upstream hop is ready (TLS or not): send the startup packet, relay both ways. */
+static void session_begin_relay(pgp_session_t *s)
 {
-    pgp_session_t *s = d->data;
-    if (s->state != PGP_SESSION_CONNECTING) {
-        session_unref(s);   /* the dial's reference */
-        return;
-    }
-    if (status < 0) {
-        char where[300], msg[400];
-        pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
-        snprintf(msg, sizeof(msg), "pgproxy: could not connect to upstream %s: %s", where,
-                 uv_strerror(status));
-        pgp_log(PGP_LOG_WARN, "upstream connect failed", "upstream", where, "error",
-                uv_strerror(status), NULL);
-        session_fail(s, "08006", msg, "upstream unreachable");
-        session_unref(s);
-        return;
-    }
-    session_unref(s);   /* the dial's reference; the handle keeps its own */
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
-    s->server_counted = true;
-    pgp_observe_add(&s->srv->conn_stats->server_connections, 1);
+    s->tls.up_phase = UP_PLAIN;
+    s->tls.guard = s->tls.server_on;
     if (s->srv->cfg->profiling.enabled) {
         /* Without memory for a tracker the session is relayed unobserved. */
         s->track = pgp_track_create((size_t)s->srv->cfg->profiling.max_sql_bytes,
@@ -582,10 +762,17 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
             session_start_profiling(s);
     }
     pgp_registry_t *reg = pgp_observer_registry(s->srv->observer);
-    if (reg != NULL)
+    if (reg != NULL) {
         s->conn = pgp_registry_add(reg, s->id, s->info.user, s->info.database,
                                    s->info.client_addr, s->info.application_name,
                                    pgp_clock_to_wall_ns(pgp_clock_now()));
+        if (s->tls.client_on)
+            pgp_registry_set_tls(reg, s->conn, PGP_REGISTRY_TLS_CLIENT,
+                                 pgp_tls_version(s->client.tls), pgp_tls_cipher(s->client.tls));
+        if (s->tls.server_on)
+            pgp_registry_set_tls(reg, s->conn, PGP_REGISTRY_TLS_SERVER,
+                                 pgp_tls_version(s->server.tls), pgp_tls_cipher(s->server.tls));
+    }
     s->server.dst = &s->client;
     s->client.dst = &s->server;
     pgp_framer_init(&s->c2s, (uint32_t)s->srv->cfg->proxy.max_message_bytes);
@@ -606,6 +793,120 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
     }
     if (pgp_peer_read_start(&s->server) < 0 || pgp_peer_read_start(&s->client) < 0)
         session_fail(s, "08006", "pgproxy: could not read from the connection", "read failed");
+}
+
+/* An upstream problem: the client gets FATAL 08006 "pgproxy: <what> <host:port>[: why]". */
+static void session_upstream_failed(pgp_session_t *s, const char *what, const char *why,
+                                    const char *reason)
+{
+    char where[300], msg[600];
+    pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
+    if (why != NULL)
+        snprintf(msg, sizeof(msg), "pgproxy: %s %s: %s", what, where, why);
+    else
+        snprintf(msg, sizeof(msg), "pgproxy: %s %s", what, where);
+    pgp_log(PGP_LOG_WARN, reason, "upstream", where, "error", why != NULL ? why : what, NULL);
+    session_fail(s, "08006", msg, reason);
+}
+
+/* The server's one-byte answer to our SSLRequest. */
+static void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n)
+{
+    uint8_t answer = c->data[0];
+    pgp_chunk_put(c);
+    if (answer == 'S' && n > 1) {
+        /* Bytes before the handshake could be injected (CVE-2021-23222). */
+        session_upstream_failed(s, "unencrypted data after the TLS answer of upstream", NULL,
+                                "upstream TLS failed");
+        return;
+    }
+    if (answer == 'S') {
+        pgp_tls_t *t = pgp_tls_new(s->srv->upstream_tls, s->srv->cfg->proxy.upstream_ep.host,
+                                   false);
+        if (t == NULL) {
+            session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+            return;
+        }
+        s->tls.up_phase = UP_HANDSHAKE;
+        if (pgp_peer_tls_start(&s->server, t, NULL, 0) < 0)
+            session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+        return;
+    }
+    if (answer == 'N' && s->srv->upstream_tls_mode == PGP_UPSTREAM_TLS_PREFER) {
+        session_begin_relay(s);   /* prefer: plaintext on the same connection, as libpq */
+        return;
+    }
+    session_upstream_failed(s, "upstream",
+                            answer == 'N' ? "the server does not support TLS, which "
+                                            "proxy.upstream_tls requires"
+                                          : "the server refused the TLS request",
+                            "upstream TLS failed");
+}
+
+static void count_handshake(pgp_session_t *s, int side, bool ok)
+{
+    pgp_observe_add(&s->srv->conn_stats->tls_handshakes[side][ok ? 0 : 1], 1);
+}
+
+static void on_server_tls(pgp_peer_t *p, bool ok)
+{
+    pgp_session_t *s = p->owner;
+    count_handshake(s, PGP_REGISTRY_TLS_SERVER, ok);
+    if (s->state != PGP_SESSION_CONNECTING)
+        return;
+    if (!ok) {
+        session_upstream_failed(s, "TLS handshake failed with upstream", pgp_tls_reason(p->tls),
+                                "upstream TLS handshake failed");
+        return;
+    }
+    s->tls.server_on = true;
+    session_begin_relay(s);
+}
+
+static void on_client_tls(pgp_peer_t *p, bool ok)
+{
+    pgp_session_t *s = p->owner;
+    count_handshake(s, PGP_REGISTRY_TLS_CLIENT, ok);
+    if (s->state != PGP_SESSION_STARTUP)
+        return;
+    if (!ok) {
+        /* The client expects TLS: nothing we could say would reach it in clear. */
+        pgp_log(PGP_LOG_INFO, "client TLS handshake failed", "client", s->info.client_addr,
+                "error", pgp_tls_reason(p->tls), NULL);
+        session_close(s, "client TLS handshake failed");
+        return;
+    }
+    s->tls.client_on = true;
+}
+
+static void on_upstream_connected(pgp_dial_t *d, int status)
+{
+    pgp_session_t *s = d->data;
+    if (s->state != PGP_SESSION_CONNECTING) {
+        session_unref(s);   /* the dial's reference */
+        return;
+    }
+    if (status < 0) {
+        session_upstream_failed(s, "could not connect to upstream", uv_strerror(status),
+                                "upstream unreachable");
+        session_unref(s);
+        return;
+    }
+    session_unref(s);   /* the dial's reference; the handle keeps its own */
+    s->server_counted = true;
+    pgp_observe_add(&s->srv->conn_stats->server_connections, 1);
+    if (s->srv->upstream_tls == NULL) {
+        session_begin_relay(s);
+        return;
+    }
+    /* TLS first: our own SSLRequest; the connect timeout covers the handshake too. */
+    uint8_t req[8];
+    pgp_put_be32(req, 8);
+    pgp_put_be32(req + 4, PGP_PROTO_SSL_REQUEST_CODE);
+    s->tls.up_phase = UP_SSL_ANSWER;
+    if (pgp_peer_send_copy(&s->server, req, sizeof(req)) < 0 ||
+        pgp_peer_read_start(&s->server) < 0)
+        session_fail(s, "08006", "lost connection to the server", "server write failed");
 }
 
 static void on_connect_timeout(uv_timer_t *t)
@@ -697,6 +998,27 @@ static void on_console_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
     session_console_flush(s, &out, next);
 }
 
+/*
+ * Start TLS with the client: after answering 'S' to its SSLRequest, or at
+ * once when its first bytes are a ClientHello (direct TLS: `hello` holds
+ * them, and ALPN "postgresql" is required, as PostgreSQL 17 does).
+ */
+static void session_client_tls_begin(pgp_session_t *s, const uint8_t *hello, size_t len)
+{
+    static const uint8_t yes = 'S';
+    if (hello == NULL && pgp_peer_send_copy(&s->client, &yes, 1) < 0) {
+        session_close(s, "client write failed");
+        return;
+    }
+    pgp_tls_t *t = pgp_tls_new(s->srv->client_tls, NULL, hello != NULL);
+    if (t == NULL) {
+        session_close(s, "out of memory");
+        return;
+    }
+    if (pgp_peer_tls_start(&s->client, t, hello, len) < 0)
+        session_close(s, "out of memory");
+}
+
 /* Handle one complete startup packet; `more` = bytes already read behind it. */
 static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest_off,
                                    size_t more, bool *chunk_taken)
@@ -727,17 +1049,20 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
             return;
         }
         *answered = true;
-        static const uint8_t no = 'N';
         s->startup.len = 0;
         s->startup.need = 0;
+        if (st.kind == PGP_STARTUP_SSL_REQUEST && s->srv->client_tls != NULL) {
+            session_client_tls_begin(s, NULL, 0);
+            return;
+        }
+        static const uint8_t no = 'N';
         if (pgp_peer_send_copy(&s->client, &no, 1) < 0)
             session_close(s, "client write failed");
         return;
     }
     case PGP_STARTUP_CANCEL_REQUEST:
         /* Forward on a fresh upstream connection; the server never answers. */
-        pgp_dial_send_cancel(s->srv->loop, &s->srv->cfg->proxy.upstream_ep, st.cancel_pid,
-                             st.cancel_key, st.cancel_key_len);
+        session_send_cancel(s->srv, st.cancel_pid, st.cancel_key, st.cancel_key_len);
         session_close(s, "cancel request");
         return;
     case PGP_STARTUP_MESSAGE:
@@ -747,6 +1072,14 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
     copy_field(s->info.database, sizeof(s->info.database), st.database);
     copy_field(s->info.application_name, sizeof(s->info.application_name),
                st.application_name);
+    if (s->srv->client_tls_mode == PGP_CLIENT_TLS_REQUIRE && !s->tls.client_on &&
+        s->client.io.handle.type == UV_TCP) {
+        session_fail(s, "28000",
+                     "pgproxy: TLS is required (proxy.client_tls = require); connect with "
+                     "sslmode=require or stronger",
+                     "TLS required");
+        return;
+    }
     if (!s->counted) {
         pgp_observe_add(&s->srv->conn_stats->connections_refused, 1);
         session_fail(s, "53300", "sorry, too many clients already", "too many clients");
@@ -777,6 +1110,13 @@ static void on_client_startup_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
             session_close(s, "out of memory");
             return;
         }
+    }
+    if (s->startup.len == 0 && !s->startup.ssl_answered && s->client.tls == NULL &&
+        c->data[0] == PGP_PROTO_TLS_HANDSHAKE_BYTE && s->srv->client_tls != NULL) {
+        s->startup.ssl_answered = true;
+        session_client_tls_begin(s, c->data, n);
+        pgp_chunk_put(c);
+        return;
     }
     while (pos < n && s->state == PGP_SESSION_STARTUP) {
         uint32_t want = s->startup.need ? s->startup.need : 4;

@@ -77,7 +77,7 @@ summary() {
 finish() { summary; exit $FAILED; }
 
 # ---------------------------------------------------------------- packages
-PACKAGES=(build-essential cmake pkg-config libuv1-dev check libpq-dev
+PACKAGES=(build-essential cmake pkg-config libuv1-dev check libpq-dev openssl
           libsqlite3-dev sqlite3 libssl-dev libjson-c-dev postgresql-15 postgresql-client-15
           python3-psycopg python3-psycopg2 python3-django python3-asyncpg pgbouncer clang libclang-rt-14-dev libmicrohttpd-dev
           prometheus chromium fonts-dejavu-core)

@@ -52,6 +52,22 @@ typedef struct pgp_config {
         int64_t connect_timeout_ms;      /* 5000, range 1..3600000 */
         int64_t shutdown_timeout_ms;     /* 30000, range 0..86400000 */
         int64_t max_message_bytes;       /* 1073741824 (1 GiB), range 1024..1073741824 */
+        /* TLS toward the server (libpq's sslmode meanings).  A postgres:// URL in
+         * proxy.upstream may carry sslmode, sslrootcert, sslcert, sslkey: after
+         * pgp_config_finish these four hold the effective values.  Paths are
+         * text only here: nothing is opened or checked on disk. */
+        char *upstream_tls;              /* "disable": disable|prefer|require|verify-ca|
+                                            verify-full */
+        char *upstream_tls_ca_file;      /* "": CA bundle path, or "system" (system trust store);
+                                            required by verify-ca / verify-full */
+        char *upstream_tls_cert_file;    /* "": client certificate toward the server (mTLS) */
+        char *upstream_tls_key_file;     /* "": its key; set both or neither */
+        /* TLS for applications connecting to pgproxy. */
+        char *client_tls;                /* "disable": disable|allow|require */
+        char *client_tls_cert_file;      /* "": pgproxy's certificate for clients */
+        char *client_tls_key_file;       /* "": its key; both needed unless client_tls = disable */
+        char *unix_socket_mode;          /* "0770": octal, 3 or 4 digits 0-7, at most 0777 */
+        int unix_socket_mode_bits;       /* not a key: unix_socket_mode parsed (0770 -> 504) */
     } proxy;
     struct {
         bool enabled;                    /* true: sessions track statements; false: pure relay */
@@ -151,8 +167,20 @@ int pgp_config_set(pgp_config_t *cfg, const char *dotted_key, const char *value,
 /*
  * Check every key (ranges, allowed values, endpoints) and parse
  * proxy.listen / proxy.upstream into listen_ep / upstream_ep (default ports
- * 6433 / 5432).  Also rejects listen == upstream (pgproxy would connect to
- * itself).  Returns 0, or -1 with "<section>.<key>: <what>" in err.
+ * 6433 / 5432) and proxy.unix_socket_mode into unix_socket_mode_bits.
+ * Also rejects listen == upstream (pgproxy would connect to itself).
+ * When proxy.upstream is a postgres:// URL, its percent-decoded sslmode,
+ * sslrootcert, sslcert and sslkey give proxy.upstream_tls,
+ * upstream_tls_ca_file, upstream_tls_cert_file and upstream_tls_key_file;
+ * a key that a source also set explicitly must agree with the URL.  Those
+ * four keys, when no source set them, take the URL's value or else their
+ * default (like the profiling.preset keys: set them with pgp_config_set,
+ * not by editing the fields).  TLS cross-checks: cert and key files come in
+ * pairs, client_tls other than "disable" needs pgproxy's cert and key,
+ * verify-ca / verify-full need upstream_tls_ca_file.  No file is opened.
+ * Returns 0, or -1 with a one-line message naming the key in err (e.g.
+ * "proxy.upstream_tls = \"disable\" conflicts with sslmode=require in
+ * proxy.upstream"); cfg may then be partly updated (free it).
  */
 int pgp_config_finish(pgp_config_t *cfg, char *err, size_t errlen)
     __attribute__((warn_unused_result));
@@ -190,7 +218,8 @@ int pgp_config_foreach(const pgp_config_t *cfg, pgp_config_visit_fn fn, void *ud
  *   "postgres://[user[:pw]@]host[:port][/db][?query]" or "postgresql://..."
  *   (host may be [v6] or a percent-encoded unix directory such as %2Ftmp;
  *   the query parameters host= and port= are honoured as in libpq, the
- *   rest is ignored for now).
+ *   rest is ignored here; pgp_config_finish reads sslmode, sslrootcert,
+ *   sslcert and sslkey of proxy.upstream).
  * Host names are checked for syntax only (no DNS).  Returns 0, or -1 with
  * a message such as `invalid port in "x:99999"`.
  */

@@ -16,6 +16,7 @@
 #include "pgproxy/relay.h"
 
 typedef struct pgp_dial pgp_dial_t;
+struct pgp_tls_ctx;
 /* status 0: io is connected (TCP_NODELAY and keepalive set); < 0: libuv error. */
 typedef void (*pgp_dial_cb)(pgp_dial_t *d, int status);
 
@@ -46,10 +47,14 @@ void pgp_dial_abort(pgp_dial_t *d);
 
 /*
  * Fire-and-forget CancelRequest: opens a fresh connection to ep, writes
- * the packet, closes.  Owns all its state; failures are logged at debug.
+ * the packet, closes.  With tls (a context, referenced for the job's
+ * life) the packet goes inside TLS after an SSLRequest; plain_fallback
+ * lets it go in clear when the server answers 'N'.  Owns all its state;
+ * failures are logged.
  */
-void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, uint32_t pid,
-                          const uint8_t *key, uint32_t key_len);
+void pgp_dial_send_cancel(uv_loop_t *loop, const pgp_endpoint_t *ep, struct pgp_tls_ctx *tls,
+                          bool plain_fallback, uint32_t pid, const uint8_t *key,
+                          uint32_t key_len);
 
 /*
  * Blocking reachability check for the admin thread (never the loop):

@@ -46,6 +46,8 @@ typedef struct pgp_observe_conn_stats {
     _Atomic uint64_t connections_refused;  /* refused: over proxy.max_client_connections */
     _Atomic uint64_t bytes_client_to_server;
     _Atomic uint64_t bytes_server_to_client;
+    /* TLS handshakes: [0 client hop, 1 server hop][0 ok, 1 error]. */
+    _Atomic uint64_t tls_handshakes[2][2];
 } pgp_observe_conn_stats_t;
 
 /*

@@ -180,6 +180,28 @@ size_t pgp_proto_notice_response(uint8_t *out, size_t cap, const char *severity,
 size_t pgp_proto_cancel_request(uint8_t *out, size_t cap, uint32_t pid, const uint8_t *key,
                                 uint32_t key_len);
 
+/* First byte of a TLS handshake record: a client starting TLS directly (PostgreSQL 17). */
+#define PGP_PROTO_TLS_HANDSHAKE_BYTE 0x16u
+
+/* Authentication request codes (the int32 after 'R'). */
+#define PGP_PROTO_AUTH_OK 0u
+#define PGP_PROTO_AUTH_SASL 10u
+
+/*
+ * In a complete AuthenticationSASL message (type 'R', length, code 10, the
+ * mechanism names, an empty name) remove every "SCRAM-SHA-256-PLUS" in
+ * place and fix the length.  Returns the message's new length: len itself
+ * when nothing changed, the message is another one, or it does not parse.
+ */
+size_t pgp_proto_strip_scram_plus(uint8_t *msg, size_t len);
+
+/*
+ * The gs2 channel-binding flag in a SASLInitialResponse body (mechanism
+ * name, NUL, int32 length, client-first-message): 'n', 'y' or 'p'; 0 when
+ * the bytes given (a prefix will do) do not reach it or do not parse.
+ */
+int pgp_proto_sasl_gs2_flag(const uint8_t *body, size_t n);
+
 /* Big-endian helpers for wire integers. */
 static inline uint32_t pgp_be32(const uint8_t *p)
 {

@@ -42,6 +42,7 @@ typedef struct pgp_conn_entry {
     char database[PGP_REGISTRY_NAME_BYTES];
     char client_addr[PGP_REGISTRY_NAME_BYTES];
     char application_name[PGP_REGISTRY_NAME_BYTES];   /* under the registry mutex */
+    char tls[2][2][PGP_REGISTRY_NAME_BYTES];   /* [client|server][version|cipher]; "" plaintext */
     _Atomic uint8_t state;          /* pgp_conn_state_t */
     _Atomic uint64_t queries;       /* statements finished */
     _Atomic uint64_t errors;        /* statements that failed */
@@ -49,6 +50,9 @@ typedef struct pgp_conn_entry {
     _Atomic uint64_t n_plus_one;    /* N+1 / duplicate / batchable findings */
     struct pgp_conn_entry *prev, *next;
 } pgp_conn_entry_t;
+
+/* TLS sides and fields for pgp_registry_set_tls. */
+enum { PGP_REGISTRY_TLS_CLIENT = 0, PGP_REGISTRY_TLS_SERVER = 1 };
 
 /* Returns owned (free with pgp_registry_destroy, after every entry left) or NULL (ENOMEM). */
 pgp_registry_t *pgp_registry_create(void);
@@ -67,6 +71,15 @@ void pgp_registry_remove(pgp_registry_t *r, pgp_conn_entry_t *e);
 
 /* Set the shown application_name when it differs (a short lock only then).  Owner thread. */
 void pgp_registry_set_application_name(pgp_registry_t *r, pgp_conn_entry_t *e, const char *name);
+
+/*
+ * Record one hop's TLS protocol and cipher (side = PGP_REGISTRY_TLS_*;
+ * strings borrowed, "" = plaintext, the default).  Shown as
+ * client_tls_version/_cipher, server_tls_version/_cipher (null when
+ * plaintext).  e may be NULL.
+ */
+void pgp_registry_set_tls(pgp_registry_t *r, pgp_conn_entry_t *e, int side, const char *version,
+                          const char *cipher);
 
 /* Owner-thread writers (relaxed atomics, no locked instructions). */
 static inline void pgp_registry_conn_add(_Atomic uint64_t *c, uint64_t n)
@@ -105,6 +118,7 @@ typedef struct pgp_conn_row {
     pgp_conn_state_t state;
     char user[PGP_REGISTRY_NAME_BYTES], database[PGP_REGISTRY_NAME_BYTES];
     char client_addr[PGP_REGISTRY_NAME_BYTES], application_name[PGP_REGISTRY_NAME_BYTES];
+    char tls[2][2][PGP_REGISTRY_NAME_BYTES];
 } pgp_conn_row_t;
 size_t pgp_registry_snapshot(pgp_registry_t *r, pgp_conn_row_t *rows, size_t cap);
 

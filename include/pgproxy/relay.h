@@ -11,6 +11,11 @@
  * below the low watermark, so a slow reader can't make pgproxy buffer a
  * large result.  The chunk pool is per thread.
  *
+ * A peer may carry TLS (tls.c): reads are then decrypted before the owner
+ * sees them and sends encrypted on the way out, so the owner deals in
+ * plaintext either way.  The chunk holding ciphertext goes back to the
+ * pool; plaintext lands in fresh chunks (one copy each way, in OpenSSL).
+ *
  * This module knows nothing about PostgreSQL; session.c gives the bytes
  * their meaning.
  */
@@ -43,6 +48,7 @@ typedef union pgp_stream {
 } pgp_stream_t;
 
 typedef struct pgp_peer pgp_peer_t;
+struct pgp_tls;
 
 /* What a peer reports to its owner.  All run on the loop thread. */
 typedef struct pgp_peer_events {
@@ -52,6 +58,9 @@ typedef struct pgp_peer_events {
     void (*on_error)(pgp_peer_t *p, int status);
     /* The handle is closed; the peer may be freed after this. */
     void (*on_close)(pgp_peer_t *p);
+    /* TLS handshake finished: ok, or failed (pgp_tls_reason(p->tls) says why).
+     * Required for peers that start TLS. */
+    void (*on_tls)(pgp_peer_t *p, bool ok);
 } pgp_peer_events_t;
 
 struct pgp_peer {
@@ -59,12 +68,15 @@ struct pgp_peer {
     pgp_peer_t *dst;          /* the peer this one's bytes are forwarded to */
     const pgp_peer_events_t *ev;
     void *owner;
+    struct pgp_tls *tls;      /* NULL: plaintext; owned, freed with the handle */
     uint64_t bytes_read;
     uint32_t pending_writes;  /* queued write requests on this peer */
     bool open;                /* handle initialized, close not yet requested */
     bool want_read;           /* owner wants reads */
     bool paused;              /* reads stopped: dst's write queue is full */
     bool close_after_write;   /* close once pending_writes drops to 0 */
+    bool tls_broken;          /* TLS failed: nothing more is read or written through it */
+    bool tls_draining;        /* delivering decrypted bytes (no re-entry) */
 };
 
 /* Get a chunk from this thread's pool, or NULL when out of memory. */
@@ -92,6 +104,17 @@ __attribute__((warn_unused_result)) int pgp_peer_send(pgp_peer_t *p, pgp_chunk_t
 /* Write a copy of data (<= PGP_CHUNK_BYTES) to p.  Same returns as pgp_peer_send. */
 __attribute__((warn_unused_result)) int pgp_peer_send_copy(pgp_peer_t *p, const void *data,
                                                            size_t len);
+
+/*
+ * Switch p to TLS: from now on reads are fed to tls and sends are
+ * encrypted.  Takes ownership of tls.  `initial` (may be NULL) holds
+ * ciphertext already read (a direct-TLS ClientHello).  Runs the first
+ * handshake step (a client side sends its ClientHello now).  The result
+ * comes through ev->on_tls, possibly before this returns.  Returns 0 or a
+ * libuv error (tls then belongs to p all the same).
+ */
+__attribute__((warn_unused_result)) int pgp_peer_tls_start(pgp_peer_t *p, struct pgp_tls *tls,
+                                                           const uint8_t *initial, size_t len);
 
 /* Close now (pending writes are cancelled).  on_close follows.  Idempotent. */
 void pgp_peer_close(pgp_peer_t *p);

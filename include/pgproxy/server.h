@@ -18,6 +18,11 @@
 #include "pgproxy/observe.h"
 #include "pgproxy/relay.h"
 #include "pgproxy/session.h"
+#include "pgproxy/tls.h"
+
+/* proxy.client_tls and proxy.upstream_tls, parsed (verification levels live in the context). */
+typedef enum { PGP_CLIENT_TLS_DISABLE, PGP_CLIENT_TLS_ALLOW, PGP_CLIENT_TLS_REQUIRE } pgp_client_tls_t;
+typedef enum { PGP_UPSTREAM_TLS_DISABLE, PGP_UPSTREAM_TLS_PREFER, PGP_UPSTREAM_TLS_REQUIRE } pgp_upstream_tls_t;
 
 /* SIGHUP handler: updates the reloadable fields of the live config in place. */
 typedef void (*pgp_server_reload_fn)(void *ud);
@@ -39,6 +44,10 @@ struct pgp_server {
     pgp_observer_t *observer;        /* borrowed; metrics and statement digests */
     const pgp_console_providers_t *console;  /* borrowed; the SQL console's data (set by main) */
     pgp_observe_conn_stats_t *conn_stats;   /* the observer's, looked up once */
+    pgp_tls_ctx_t *client_tls;       /* TLS for apps; NULL when proxy.client_tls = disable */
+    pgp_tls_ctx_t *upstream_tls;     /* TLS toward the server; NULL when off or over a Unix socket */
+    pgp_client_tls_t client_tls_mode;
+    pgp_upstream_tls_t upstream_tls_mode;
     bool draining;
     bool listening;
 };
@@ -53,6 +62,13 @@ __attribute__((warn_unused_result)) int pgp_server_start(pgp_server_t *srv, uv_l
                                                          const pgp_config_t *cfg,
                                                          pgp_observer_t *observer,
                                                          pgp_server_reload_fn reload, void *ud);
+
+/*
+ * SIGHUP: read the certificate and key files again.  New sessions use the
+ * new contexts; live sessions keep theirs.  When a file is bad the current
+ * contexts stay and the log says why.  Returns 0 or -1.
+ */
+int pgp_server_reload_tls(pgp_server_t *srv);
 
 /* Run the loop until the server has shut down; returns the exit code (0). */
 int pgp_server_run(pgp_server_t *srv);

@@ -7,12 +7,36 @@ proxy's own CPU per transaction (utime + stime delta / transactions).
 Usage (see --help): /usr/bin/python3 tests/bench/bench_relay.py [options]
 or bash tests/bench/bench_relay.sh [options]. Prints a markdown table for
 docs/PERFORMANCE.md on stdout (and to --out FILE). A benchmark, not a test.
+
+Upstream over the Unix socket: every proxied config (pgbouncer, pgproxy and
+its variants) also exists with a "-unix" suffix, e.g. pgproxy-unix or
+pgbouncer-unix: the same proxy, but it reaches PostgreSQL through the
+cluster's Unix socket (pgproxy: proxy.upstream = "unix:<dir>/.s.PGSQL.<port>";
+pgbouncer: host=<dir> port=<port>) instead of 127.0.0.1. The client side stays
+loopback TCP. So TCP and Unix upstreams are compared interleaved in one
+session: --configs pgproxy,pgproxy-unix,pgbouncer,pgbouncer-unix. For a -unix
+row the "x pgbouncer" column compares against pgbouncer-unix when that ran,
+and a line under the table gives each X-unix / X ratio.
+
+--tls: the cluster runs with ssl = on (a throwaway CA and a server
+certificate for DNS:localhost, IP:127.0.0.1, made with the openssl CLI) and
+every hop is TLS: pgbench and psql connect with sslmode=require (and the
+throwaway CA as sslrootcert, so the certificate is checked too); pgbouncer
+gets client_tls_sslmode = require and server_tls_sslmode = require; pgproxy
+gets proxy.client_tls = "allow" with the same certificate and
+proxy.upstream_tls = "require". Before its runs each config is checked once
+through psql: \\conninfo must report an SSL connection (the client hop) and
+pg_stat_ssl for the backend must say ssl = t (the hop into PostgreSQL), or
+the benchmark stops. PostgreSQL has no TLS on Unix sockets, so --tls refuses
+the -unix configs. pgbench -S keeps its connections for the whole run, so
+the numbers measure encrypted relaying, not handshakes.
 """
 
 import argparse
 import datetime
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -39,8 +63,10 @@ class PgBouncer:
     plaintext auth_file (so it can also log in to the server with scram),
     run as a non-root user because pgbouncer refuses root."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, tls=None, unix=False):
         self.cluster = cluster
+        self.tls = tls        # TlsFiles: client_tls and server_tls = require
+        self.unix = unix      # reach the cluster over its Unix socket
         self.tmpdir = tempfile.mkdtemp(prefix="pgbouncer-bench-")
         os.chmod(self.tmpdir, 0o755)
         self.port = h.free_port()
@@ -54,10 +80,22 @@ class PgBouncer:
         users = os.path.join(self.tmpdir, "userlist.txt")
         with open(users, "w") as f:
             f.write('"%s" "%s"\n' % (h.ADMIN_USER, h.ADMIN_PASSWORD))
+        if self.unix:
+            target = "host=%s port=%d" % (self.cluster.sockdir, self.cluster.port)
+        else:
+            target = "host=127.0.0.1 port=%d" % self.cluster.port
+        tls = []
+        if self.tls:
+            tls = [
+                "client_tls_sslmode = require",
+                "client_tls_key_file = %s" % self.tls.key,
+                "client_tls_cert_file = %s" % self.tls.cert,
+                "server_tls_sslmode = require",
+            ]
         with open(ini, "w") as f:
             f.write("\n".join([
                 "[databases]",
-                "* = host=127.0.0.1 port=%d" % self.cluster.port,
+                "* = " + target,
                 "[pgbouncer]",
                 "listen_addr = 127.0.0.1",
                 "listen_port = %d" % self.port,
@@ -72,8 +110,7 @@ class PgBouncer:
                 "log_connections = 0",
                 "log_disconnections = 0",
                 "ignore_startup_parameters = extra_float_digits",
-                "",
-            ]))
+            ] + tls + [""]))
         cmd = [shutil.which("pgbouncer") or "/usr/sbin/pgbouncer", ini]
         if os.geteuid() == 0:
             user = self.cluster.os_user
@@ -113,8 +150,133 @@ class PgBouncer:
 
 
 class Config:
-    def __init__(self, name, port, pid=None):
+    """One thing pgbench talks to: port on 127.0.0.1, the proxy's pid (for
+    its CPU; None for direct), the libpq environment the clients use (TLS),
+    and whether the proxy reaches PostgreSQL over the Unix socket."""
+
+    def __init__(self, name, port, pid=None, client_env=None, unix=False):
         self.name, self.port, self.pid = name, port, pid
+        self.client_env = dict(client_env or {})
+        self.unix = unix
+
+
+class TlsFiles:
+    """A throwaway CA and a server certificate (SAN DNS:localhost,
+    IP:127.0.0.1) signed by it, made with the openssl CLI in dirpath. When
+    owner is given (the cluster runs as another user) the files are chowned
+    to it; the key is 0600 as PostgreSQL requires. The same certificate
+    serves PostgreSQL, pgbouncer and pgproxy."""
+
+    def __init__(self, dirpath, owner=None):
+        os.makedirs(dirpath, mode=0o755, exist_ok=True)
+        self.dir = dirpath
+        self.ca = os.path.join(dirpath, "ca.crt")
+        self.ca_key = os.path.join(dirpath, "ca.key")
+        self.cert = os.path.join(dirpath, "server.crt")
+        self.key = os.path.join(dirpath, "server.key")
+        csr = os.path.join(dirpath, "server.csr")
+        ext = os.path.join(dirpath, "server.ext")
+        with open(ext, "w") as f:
+            f.write("basicConstraints = CA:FALSE\n"
+                    "keyUsage = digitalSignature, keyEncipherment\n"
+                    "extendedKeyUsage = serverAuth\n"
+                    "subjectAltName = DNS:localhost, IP:127.0.0.1\n")
+        self._openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                       "-subj", "/CN=pgproxy bench CA", "-keyout", self.ca_key,
+                       "-out", self.ca])
+        self._openssl(["req", "-new", "-newkey", "rsa:2048", "-nodes",
+                       "-subj", "/CN=localhost", "-keyout", self.key, "-out", csr])
+        self._openssl(["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,
+                       "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", self.cert])
+        if owner:
+            h._chown_tree(dirpath, owner)
+        for path in (self.key, self.ca_key):
+            os.chmod(path, 0o600)
+        for path in (self.ca, self.cert):
+            os.chmod(path, 0o644)
+
+    @staticmethod
+    def _openssl(args):
+        p = subprocess.run(["openssl"] + args, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError("openssl %s failed:\n%s" % (" ".join(args), p.stderr))
+
+    def client_env(self):
+        """libpq settings for a client: TLS or nothing, and the throwaway CA
+        (also keeps a ~/.postgresql/root.crt from getting in the way)."""
+        return {"PGSSLMODE": "require", "PGSSLROOTCERT": self.ca}
+
+    def pgproxy_env(self):
+        return {"PGPROXY_PROXY_CLIENT_TLS": "allow",
+                "PGPROXY_PROXY_CLIENT_TLS_CERT_FILE": self.cert,
+                "PGPROXY_PROXY_CLIENT_TLS_KEY_FILE": self.key,
+                "PGPROXY_PROXY_UPSTREAM_TLS": "require"}
+
+
+# The [proxy] keys --tls sets on pgproxy (PGPROXY_PROXY_<KEY>).
+PGPROXY_TLS_KEYS = ("client_tls", "client_tls_cert_file", "client_tls_key_file", "upstream_tls")
+
+
+def config_keys(binary):
+    """"section.key" names that `binary --check-config` prints."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PGPROXY")}
+    try:
+        out = subprocess.run([binary, "--check-config"], env=env, cwd="/",
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    keys, section = set(), None
+    for line in out.splitlines():
+        m = re.match(r"^\[([a-z_]+)\]", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^([a-z_]+)\s*=", line)
+        if m and section:
+            keys.add(section + "." + m.group(1))
+    return keys
+
+
+def enable_cluster_tls(cluster, tls):
+    """ssl = on with tls's certificate, then a restart. The settings are
+    appended, so they override the harness's ssl = off."""
+    conf = os.path.join(cluster.datadir, "postgresql.conf")
+    with open(conf, "a") as f:
+        f.write("\n# bench_relay --tls\nssl = on\nssl_cert_file = '%s'\n"
+                "ssl_key_file = '%s'\n" % (tls.cert, tls.key))
+    cluster.restart()
+
+
+def check_connection(cfg, tls, dbname):
+    """Once per config, through it: how the client hop (psql's \\conninfo)
+    and the hop into PostgreSQL (pg_stat_ssl, inet_server_addr) look.
+    Raises RuntimeError when --tls is on and either hop is not TLS, or when
+    a -unix config's backend was reached over TCP (or the other way round).
+    Returns (ssl, version, cipher) of the hop into PostgreSQL."""
+    sql = ("select s.ssl, coalesce(s.version, ''), coalesce(s.cipher, ''), "
+           "coalesce(host(inet_server_addr()), 'unix') "
+           "from pg_stat_ssl s where s.pid = pg_backend_pid()")
+    r = h.psql(cfg.port, args=["-c", "\\conninfo", "-c", sql], dbname=dbname,
+               env=cfg.client_env, timeout=60)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    client_hop = next((ln for ln in lines if ln.startswith("SSL connection")), None)
+    row = next((ln for ln in lines if ln.count("|") == 3), None)
+    if row is None:
+        raise RuntimeError("connection check via %s: unexpected psql output:\n%s%s" % (
+            cfg.name, r.stdout, r.stderr))
+    ssl, version, cipher, addr = row.split("|")
+    log("  check %-15s client hop: %s; into PostgreSQL: ssl=%s %s %s via %s" % (
+        cfg.name, client_hop or "no TLS", ssl, version, cipher,
+        "Unix socket" if addr == "unix" else addr))
+    if tls and (client_hop is None or ssl != "t"):
+        raise RuntimeError("--tls: %s is not TLS on every hop (client hop: %s; "
+                           "pg_stat_ssl.ssl = %s)" % (cfg.name, client_hop or "plain", ssl))
+    if cfg.unix != (addr == "unix"):
+        raise RuntimeError("%s reached PostgreSQL over %s, expected %s" % (
+            cfg.name, "the Unix socket" if addr == "unix" else "TCP (%s)" % addr,
+            "the Unix socket" if cfg.unix else "TCP"))
+    return ssl == "t", version, cipher
 
 
 # --workload slow10: ten statements per transaction, one of which sleeps 1 ms, so with
@@ -126,11 +288,29 @@ SLOW10_SCRIPT = "\n".join(
 WORKLOAD = {"name": "select", "script": None}
 
 
+# pgproxy configs: name -> PGPROXY_* settings (pgproxy-pgsink's DSN is added at start).
+PROXY_ENV = {
+    "pgproxy": {},
+    "pgproxy-noprof": {"PGPROXY_PROFILING_ENABLED": "false"},
+    "pgproxy-prod": {"PGPROXY_PROFILING_PRESET": "production"},
+    "pgproxy-pgsink": {"PGPROXY_SLOW_LOG_SINK": "postgres",
+                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
+    "pgproxy-nosink": {"PGPROXY_SLOW_LOG_SINK": "none",
+                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
+}
+
+
+def unix_base(name):
+    """pgproxy-unix -> pgproxy: the config a -unix config is the Unix-socket twin of."""
+    return name[:-len("-unix")] if name.endswith("-unix") else name
+
+
 def run_pgbench(cfg, mode, clients, seconds, dbname):
     args = ["-n", "-M", mode, "-c", str(clients), "-j", str(clients), "-T", str(seconds)]
     args += ["-f", WORKLOAD["script"]] if WORKLOAD["script"] else ["-S"]
     t0 = h.proc_cpu_ticks(cfg.pid) if cfg.pid else None
-    r = h.pgbench(cfg.port, args, dbname=dbname, timeout=seconds * 3 + 60)
+    r = h.pgbench(cfg.port, args, dbname=dbname, env=cfg.client_env,
+                  timeout=seconds * 3 + 60)
     t1 = h.proc_cpu_ticks(cfg.pid) if cfg.pid else None
     if not r.ok():
         raise RuntimeError("pgbench via %s failed: %r" % (cfg.name, r))
@@ -183,25 +363,45 @@ def main():
                     help="comma list of direct, pgbouncer, pgproxy, pgproxy-noprof, "
                          "pgproxy-prod (profiling.preset = production), "
                          "pgproxy-pgsink (slow log into PostgreSQL), pgproxy-nosink "
-                         "(slow_log.sink = none)")
+                         "(slow_log.sink = none); any of them but direct with the "
+                         "suffix -unix (e.g. pgproxy-unix, pgbouncer-unix): the proxy "
+                         "reaches PostgreSQL over its Unix socket")
     ap.add_argument("--workload", default="select", choices=("select", "slow10"),
                     help="select: pgbench -S; slow10: 10 statements per transaction, one "
                          "sleeping 1 ms (slow-log configs then log 10 %% of the statements)")
+    ap.add_argument("--tls", action="store_true",
+                    help="TLS on every hop: cluster ssl = on, clients sslmode=require, "
+                         "pgbouncer client/server TLS, pgproxy client_tls = allow and "
+                         "upstream_tls = require (not with -unix configs)")
     ap.add_argument("--pgproxy", default=h.default_pgproxy_bin(), help="pgproxy binary")
     ap.add_argument("--out", help="also write the markdown table to this file")
     opts = ap.parse_args()
 
     wanted = [c.strip() for c in opts.configs.split(",") if c.strip()]
+    for name in wanted:
+        if unix_base(name) not in PROXY_ENV and unix_base(name) not in ("direct", "pgbouncer") \
+                or name == "direct-unix":
+            raise SystemExit("unknown config %r" % name)
+    if opts.tls and any(name.endswith("-unix") for name in wanted):
+        raise SystemExit("--tls: PostgreSQL has no TLS on Unix sockets; drop the -unix configs")
     have_pgproxy = os.access(opts.pgproxy, os.X_OK)
-    if have_pgproxy and "pgproxy-noprof" in wanted and \
-            "profiling" not in h.config_sections(opts.pgproxy):
-        log("note: this pgproxy has no [profiling] section yet: skipping pgproxy-noprof")
-        wanted.remove("pgproxy-noprof")
+    if have_pgproxy and "profiling" not in h.config_sections(opts.pgproxy):
+        for name in ("pgproxy-noprof", "pgproxy-noprof-unix"):
+            if name in wanted:
+                log("note: this pgproxy has no [profiling] section yet: skipping " + name)
+                wanted.remove(name)
     if not have_pgproxy:
         dropped = [c for c in wanted if c.startswith("pgproxy")]
         if dropped:
             log("note: no pgproxy binary at %s: skipping %s" % (opts.pgproxy, ", ".join(dropped)))
         wanted = [c for c in wanted if not c.startswith("pgproxy")]
+    if opts.tls and any(c.startswith("pgproxy") for c in wanted):
+        missing = [k for k in PGPROXY_TLS_KEYS
+                   if "proxy." + k not in config_keys(opts.pgproxy)]
+        if missing:
+            raise SystemExit("--tls: %s does not know proxy.%s (no TLS in this build?); "
+                             "use a pgproxy with TLS or drop the pgproxy configs" % (
+                                 opts.pgproxy, ", proxy.".join(missing)))
     modes = opts.modes.split(",")
     if opts.workload == "slow10":
         fd, path = tempfile.mkstemp(prefix="pgproxy-bench-", suffix=".sql")
@@ -212,8 +412,14 @@ def main():
 
     cluster = h.Cluster(name="pgproxy-bench")
     started = []
+    tls = None
+    tls_seen = set()  # (version, cipher) of the hops into PostgreSQL
     try:
         cluster.init()
+        if opts.tls:
+            tls = TlsFiles(os.path.join(cluster.tmpdir, "tls"), owner=cluster.os_user)
+            enable_cluster_tls(cluster, tls)
+        client_env = tls.client_env() if tls else {}
         cluster.create_database("bench")
         cluster.create_database("slowlog")
         r = h.pgbench(cluster.port, ["-i", "-s", str(opts.scale), "-q"], dbname="bench",
@@ -222,32 +428,31 @@ def main():
             raise RuntimeError("pgbench -i failed: %r" % r)
         configs = []
         for name in wanted:
+            base, unix = unix_base(name), name.endswith("-unix")
             if name == "direct":
-                configs.append(Config("direct", cluster.port))
-            elif name == "pgbouncer":
-                b = PgBouncer(cluster).start()
+                configs.append(Config("direct", cluster.port, client_env=client_env))
+            elif base == "pgbouncer":
+                b = PgBouncer(cluster, tls=tls, unix=unix).start()
                 started.append(b)
-                configs.append(Config("pgbouncer", b.port, b.pid))
-            elif name.startswith("pgproxy"):
-                env = {
-                    "pgproxy": {},
-                    "pgproxy-noprof": {"PGPROXY_PROFILING_ENABLED": "false"},
-                    "pgproxy-prod": {"PGPROXY_PROFILING_PRESET": "production"},
-                    "pgproxy-pgsink": {"PGPROXY_SLOW_LOG_SINK": "postgres",
-                                       "PGPROXY_SLOW_LOG_DSN": cluster.dsn(dbname="slowlog"),
-                                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
-                    "pgproxy-nosink": {"PGPROXY_SLOW_LOG_SINK": "none",
-                                       "PGPROXY_PROFILING_SLOW_QUERY_THRESHOLD_MS": "1"},
-                }.get(name)
-                if env is None:
-                    raise SystemExit("unknown config %r" % name)
-                p = h.Proxy(cluster, binary=opts.pgproxy, env=env, log_level="warn",
+                configs.append(Config(name, b.port, b.pid, client_env=client_env, unix=unix))
+            else:
+                env = dict(PROXY_ENV[base])
+                if base == "pgproxy-pgsink":
+                    env["PGPROXY_SLOW_LOG_DSN"] = cluster.dsn(dbname="slowlog")
+                if tls:
+                    env.update(tls.pgproxy_env())
+                upstream = cluster
+                if unix:
+                    upstream = "unix:%s/.s.PGSQL.%d" % (cluster.sockdir, cluster.port)
+                p = h.Proxy(upstream, binary=opts.pgproxy, env=env, log_level="warn",
                             name="pgproxy-bench").start()
                 started.append(p)
-                configs.append(Config(name, p.port, p.pid))
-            else:
-                raise SystemExit("unknown config %r" % name)
+                configs.append(Config(name, p.port, p.pid, client_env=client_env, unix=unix))
         log("configs: " + ", ".join("%s(:%d)" % (c.name, c.port) for c in configs))
+        for cfg in configs:
+            ssl, version, cipher = check_connection(cfg, tls is not None, "bench")
+            if ssl:
+                tls_seen.add("%s %s" % (version, cipher))
 
         results = {}  # (mode, clients, config) -> list of (tps, tx, cpu)
         for mode in modes:
@@ -269,17 +474,41 @@ def main():
                 except AssertionError as e:
                     log("warning: %s\n%s" % (e, p.stderr()[-4000:]))
 
+        names = [c.name for c in configs]
         lines = [
-            "### Relay throughput: pgbench %s, %d s runs x %d, interleaved" % (
+            "### Relay throughput: pgbench %s, %s%d s runs x %d, interleaved" % (
                 "-S" if opts.workload == "select" else "slow10 (10 statements/tx, 1 sleeps 1 ms)",
-                opts.seconds, opts.runs),
+                "TLS on every hop, " if tls else "", opts.seconds, opts.runs),
             "",
             machine_info(h.REPO, opts.pgproxy if have_pgproxy else None) + "; scale %d." % opts.scale,
             "",
+        ]
+        if tls:
+            how = ["pgbench connects with sslmode=require (sslrootcert = a throwaway CA; "
+                   "RSA 2048 server certificate)"]
+            if any(unix_base(n) == "pgbouncer" for n in names):
+                how.append("pgbouncer: client_tls_sslmode = require, server_tls_sslmode = require")
+            if any(n.startswith("pgproxy") for n in names):
+                how.append("pgproxy: proxy.client_tls = \"allow\", proxy.upstream_tls = "
+                           "\"require\"")
+            lines += [
+                "**TLS on every hop**: %s; before its runs each config was checked (psql "
+                "through it) to be TLS on both hops. Negotiated: %s." % (
+                    "; ".join(how), ", ".join(sorted(tls_seen))),
+                "",
+            ]
+        else:
+            lines += ["TLS off (plain connections on every hop).", ""]
+        if any(c.unix for c in configs):
+            lines += ["-unix configs: the proxy reaches PostgreSQL over its Unix socket; "
+                      "the others over 127.0.0.1. For -unix rows \"x pgbouncer\" is against "
+                      "pgbouncer-unix when that ran.", ""]
+        lines += [
             "| mode | clients | config | runs (tps) | median tps | jitter % "
             "| x direct | x pgbouncer | proxy CPU us/tx (median) |",
             "|---|---:|---|---|---:|---:|---:|---:|---:|",
         ]
+        unix_pairs = []  # (mode, clients, name, ratio X-unix / X)
         for mode in modes:
             for nc in clients:
                 med = {c.name: statistics.median(t for t, _, _ in results[(mode, nc, c.name)])
@@ -293,11 +522,20 @@ def main():
                         mode, nc, cfg.name, " ".join("%.0f" % t for t in tps), med[cfg.name],
                         j, " (!)" if j > 5 else "",
                         fmt_ratio(med[cfg.name], med.get("direct")) if cfg.name != "direct" else "1",
-                        fmt_ratio(med[cfg.name], med.get("pgbouncer"))
+                        fmt_ratio(med[cfg.name], med.get(
+                            "pgbouncer-unix" if cfg.unix and "pgbouncer-unix" in med
+                            else "pgbouncer"))
                         if cfg.name.startswith("pgproxy") else "–",
                         "%.1f" % statistics.median(cpus) if cpus else "–"))
+                    if cfg.unix and unix_base(cfg.name) in names:
+                        unix_pairs.append((mode, nc, cfg.name,
+                                           fmt_ratio(med[cfg.name], med[unix_base(cfg.name)])))
         lines += ["", "jitter = (max - min) / median / 2 x 100; (!) marks jitter > 5 %: "
                   "no win may be claimed from that row."]
+        if unix_pairs:
+            lines += ["", "Unix socket vs TCP upstream (median tps ratio, same session):", ""]
+            lines += ["- -M %s -c %d: %s / %s = %s" % (mode, nc, name, unix_base(name), r)
+                      for mode, nc, name, r in unix_pairs]
         text = "\n".join(lines) + "\n"
         sys.stdout.write(text)
         if opts.out:
@@ -310,6 +548,8 @@ def main():
             else:
                 p.stop()
         cluster.destroy()
+        if WORKLOAD["script"]:
+            os.unlink(WORKLOAD["script"])
 
 
 if __name__ == "__main__":

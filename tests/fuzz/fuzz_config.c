@@ -4,7 +4,9 @@
  *
  * Each input is loaded as a TOML file (any bytes, embedded NULs included)
  * into a fresh config; when it loads, the dump of the result must load
- * again to the same dump (a round-trip invariant, abort() otherwise).  A
+ * again to the same dump (a round-trip invariant, abort() otherwise); when
+ * it also finishes, the reloaded dump must finish too, to the same dump (the
+ * proxy.upstream URL's TLS parameters agree with the keys they filled).  A
  * NUL-terminated copy of the input is also fed to pgp_endpoint_parse, to
  * pgp_config_set on a string and an integer key, and to
  * pgp_toml_parse_text for every type; its lines become an environment for
@@ -52,6 +54,29 @@ static void check_roundtrip(const pgp_config_t *cfg)
     pgp_config_free(&again);
 }
 
+/* cfg finished: its dump reloads, finishes, and dumps the same. */
+static void check_refinish(const pgp_config_t *cfg)
+{
+    char err[512];
+    size_t len1, len2;
+    char *d1 = dump(cfg, &len1);
+    pgp_config_t again;
+    pgp_config_init(&again);
+    if (pgp_config_load_buffer(&again, "dump", d1, len1, err, sizeof(err)) != 0 ||
+        pgp_config_finish(&again, err, sizeof(err)) != 0) {
+        fprintf(stderr, "finished dump does not finish again: %s\n%s\n", err, d1);
+        abort();
+    }
+    char *d2 = dump(&again, &len2);
+    if (len1 != len2 || memcmp(d1, d2, len1) != 0) {
+        fprintf(stderr, "finished dump changed on reload:\n%s\n---\n%s\n", d1, d2);
+        abort();
+    }
+    free(d1);
+    free(d2);
+    pgp_config_free(&again);
+}
+
 static void fuzz_text(const char *s)
 {
     char err[512], buf[320];
@@ -64,8 +89,10 @@ static void fuzz_text(const char *s)
     pgp_config_t cfg;
     pgp_config_init(&cfg);
     if (pgp_config_set(&cfg, "proxy.upstream", s, "--upstream", err, sizeof(err)) == 0) {
-        if (pgp_config_finish(&cfg, err, sizeof(err)) == 0)
+        if (pgp_config_finish(&cfg, err, sizeof(err)) == 0) {
             check_roundtrip(&cfg);
+            check_refinish(&cfg);
+        }
     }
     (void)pgp_config_set(&cfg, "proxy.max_client_connections", s, NULL, err, sizeof(err));
     (void)pgp_config_set(&cfg, s, "1", NULL, err, sizeof(err));
@@ -102,9 +129,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     pgp_config_t cfg;
     pgp_config_init(&cfg);
-    if (pgp_config_load_buffer(&cfg, "fuzz.toml", (const char *)data, size, err, sizeof(err)) == 0)
+    int loaded = pgp_config_load_buffer(&cfg, "fuzz.toml", (const char *)data, size, err,
+                                        sizeof(err));
+    if (loaded == 0) {
         check_roundtrip(&cfg);
-    else if (memchr(err, '\n', strlen(err)) != NULL)
+        if (pgp_config_finish(&cfg, err, sizeof(err)) == 0)
+            check_refinish(&cfg);
+        else if (memchr(err, '\n', strlen(err)) != NULL)
+            abort();
+    } else if (memchr(err, '\n', strlen(err)) != NULL)
         abort();   /* messages are one line */
     pgp_config_free(&cfg);
 

@@ -12,6 +12,7 @@
 #include "pgproxy/toml.h"
 
 #include <check.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -38,6 +39,15 @@ static void assert_cfg_eq(const pgp_config_t *a, const pgp_config_t *b)
     ck_assert_int_eq(a->proxy.connect_timeout_ms, b->proxy.connect_timeout_ms);
     ck_assert_int_eq(a->proxy.shutdown_timeout_ms, b->proxy.shutdown_timeout_ms);
     ck_assert_int_eq(a->proxy.max_message_bytes, b->proxy.max_message_bytes);
+    ck_assert_str_eq(a->proxy.upstream_tls, b->proxy.upstream_tls);
+    ck_assert_str_eq(a->proxy.upstream_tls_ca_file, b->proxy.upstream_tls_ca_file);
+    ck_assert_str_eq(a->proxy.upstream_tls_cert_file, b->proxy.upstream_tls_cert_file);
+    ck_assert_str_eq(a->proxy.upstream_tls_key_file, b->proxy.upstream_tls_key_file);
+    ck_assert_str_eq(a->proxy.client_tls, b->proxy.client_tls);
+    ck_assert_str_eq(a->proxy.client_tls_cert_file, b->proxy.client_tls_cert_file);
+    ck_assert_str_eq(a->proxy.client_tls_key_file, b->proxy.client_tls_key_file);
+    ck_assert_str_eq(a->proxy.unix_socket_mode, b->proxy.unix_socket_mode);
+    ck_assert_int_eq(a->proxy.unix_socket_mode_bits, b->proxy.unix_socket_mode_bits);
     ck_assert_int_eq(a->profiling.enabled, b->profiling.enabled);
     ck_assert_int_eq(a->profiling.max_sql_bytes, b->profiling.max_sql_bytes);
     ck_assert_str_eq(a->profiling.preset, b->profiling.preset);
@@ -76,6 +86,14 @@ static const struct { const char *key, *value; } every_key_changed[] = {
     { "proxy.connect_timeout_ms", "8" },
     { "proxy.shutdown_timeout_ms", "9" },
     { "proxy.max_message_bytes", "4096" },
+    { "proxy.upstream_tls", "verify-ca" },
+    { "proxy.upstream_tls_ca_file", "/etc/pgproxy/ca.pem" },
+    { "proxy.upstream_tls_cert_file", "/etc/pgproxy/client.crt" },
+    { "proxy.upstream_tls_key_file", "/etc/pgproxy/client.key" },
+    { "proxy.client_tls", "require" },
+    { "proxy.client_tls_cert_file", "/etc/pgproxy/server.crt" },
+    { "proxy.client_tls_key_file", "/etc/pgproxy/server.key" },
+    { "proxy.unix_socket_mode", "0600" },
     { "profiling.enabled", "false" },
     { "profiling.max_sql_bytes", "100" },
     { "profiling.preset", "production" },
@@ -100,19 +118,21 @@ static const struct { const char *key, *value; } every_key_changed[] = {
 };
 #define EVERY_KEY_COUNT (sizeof(every_key_changed) / sizeof(every_key_changed[0]))
 
-/* Keys whose default follows profiling.preset. */
-static bool is_preset_key(const char *key)
+/* Keys whose default follows profiling.preset, or the proxy.upstream URL: the
+ * shipped config.toml leaves them commented out. */
+static bool is_derived_key(const char *key)
 {
     return strcmp(key, "profiling.slow_query_threshold_ms") == 0 ||
            strcmp(key, "profiling.n_plus_one_threshold") == 0 ||
-           strcmp(key, "profiling.params") == 0 || strcmp(key, "admin.dashboard_path") == 0;
+           strcmp(key, "profiling.params") == 0 || strcmp(key, "admin.dashboard_path") == 0 ||
+           strncmp(key, "proxy.upstream_tls", 18) == 0;
 }
 
-static void set_every_key_but_preset(pgp_config_t *cfg)
+static void set_every_key_but_derived(pgp_config_t *cfg)
 {
     char err[ERRLEN];
     for (size_t i = 0; i < EVERY_KEY_COUNT; i++) {
-        if (is_preset_key(every_key_changed[i].key))
+        if (is_derived_key(every_key_changed[i].key))
             continue;
         ck_assert_msg(pgp_config_set(cfg, every_key_changed[i].key, every_key_changed[i].value,
                                      NULL, err, sizeof(err)) == 0, "%s", err);
@@ -163,6 +183,15 @@ START_TEST(test_defaults)
     ck_assert_int_eq(cfg.proxy.connect_timeout_ms, 5000);
     ck_assert_int_eq(cfg.proxy.shutdown_timeout_ms, 30000);
     ck_assert_int_eq(cfg.proxy.max_message_bytes, 1073741824);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "disable");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, "");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_cert_file, "");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_key_file, "");
+    ck_assert_str_eq(cfg.proxy.client_tls, "disable");
+    ck_assert_str_eq(cfg.proxy.client_tls_cert_file, "");
+    ck_assert_str_eq(cfg.proxy.client_tls_key_file, "");
+    ck_assert_str_eq(cfg.proxy.unix_socket_mode, "0770");
+    ck_assert_int_eq(cfg.proxy.unix_socket_mode_bits, 0770);
     ck_assert_str_eq(cfg.log.level, "info");
     ck_assert_str_eq(cfg.log.format, "text");
     ck_assert(cfg.profiling.enabled);
@@ -194,6 +223,8 @@ START_TEST(test_defaults)
     ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(cfg.proxy.upstream_ep.host, "127.0.0.1");
     ck_assert(!cfg.proxy.upstream_ep.is_unix);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "disable");
+    ck_assert_int_eq(cfg.proxy.unix_socket_mode_bits, 504);
     pgp_config_free(&cfg);
     pgp_config_free(&cfg);   /* idempotent */
 }
@@ -208,13 +239,25 @@ START_TEST(test_shipped_config_toml)
     ck_assert_int_eq(pgp_config_finish(&def, err, sizeof(err)), 0);
     /* Start from non-defaults everywhere: the file must set every key back
      * (but the preset-driven ones, which it leaves commented out so that
-     * profiling.preset keeps its meaning). */
+     * profiling.preset keeps its meaning, and the upstream TLS keys, so that
+     * a proxy.upstream URL can set them). */
     pgp_config_init(&cfg);
-    set_every_key_but_preset(&cfg);
+    set_every_key_but_derived(&cfg);
     ck_assert_msg(pgp_config_load_file(&cfg, path, err, sizeof(err)) == 0, "%s", err);
     ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
     assert_cfg_eq(&cfg, &def);
     ck_assert_str_eq(cfg.source_path, path);
+    pgp_config_free(&cfg);
+
+    /* The container case: the shipped file, then the upstream URL with its TLS settings. */
+    char *const env[] = { "PGPROXY_UPSTREAM=postgres://db:5432/app?sslmode=verify-full"
+                          "&sslrootcert=system", NULL };
+    pgp_config_init(&cfg);
+    ck_assert_msg(pgp_config_load_file(&cfg, path, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pgp_config_apply_env(&cfg, env, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "verify-full");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, "system");
     pgp_config_free(&cfg);
     pgp_config_free(&def);
     free(path);
@@ -623,12 +666,14 @@ START_TEST(test_env_upstream_url_endpoint)
     pgp_config_t cfg;
     char err[ERRLEN];
     char *const env[] = { "PGPROXY_UPSTREAM=postgresql://app:p%40ss@[2001:db8::5]:6543/app"
-                          "?sslmode=verify-full&application_name=x", NULL };
+                          "?sslmode=verify-full&application_name=x&sslrootcert=system", NULL };
     pgp_config_init(&cfg);
     ck_assert_int_eq(pgp_config_apply_env(&cfg, env, err, sizeof(err)), 0);
     ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
     ck_assert_str_eq(cfg.proxy.upstream_ep.host, "2001:db8::5");
     ck_assert_uint_eq(cfg.proxy.upstream_ep.port, 6543);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "verify-full");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, "system");
     ck_assert_int_eq(pgp_config_apply_env(&cfg, NULL, err, sizeof(err)), 0);
     pgp_config_free(&cfg);
 }
@@ -757,6 +802,370 @@ START_TEST(test_finish_checks)
                                     sizeof(err)), 0);
     ck_assert_int_eq(pgp_config_finish(&cfg, err, sizeof(err)), -1);
     ck_assert_ptr_nonnull(strstr(err, "(/tmp/.s.PGSQL.6433)"));
+    pgp_config_free(&cfg);
+}
+END_TEST
+
+/* ---- TLS and transport keys ------------------------------------------------------ */
+
+/* Each new key from a file and from its environment variable, read back from its field. */
+static const struct tls_key_case {
+    const char *key, *env, *value;
+    size_t offset;   /* of the char * field */
+} tls_key_cases[] = {
+    { "upstream_tls", "PGPROXY_PROXY_UPSTREAM_TLS", "verify-full",
+      offsetof(pgp_config_t, proxy.upstream_tls) },
+    { "upstream_tls", "PGPROXY_PROXY_UPSTREAM_TLS", "prefer",
+      offsetof(pgp_config_t, proxy.upstream_tls) },
+    { "upstream_tls_ca_file", "PGPROXY_PROXY_UPSTREAM_TLS_CA_FILE", "/etc/ssl/ca.pem",
+      offsetof(pgp_config_t, proxy.upstream_tls_ca_file) },
+    { "upstream_tls_ca_file", "PGPROXY_PROXY_UPSTREAM_TLS_CA_FILE", "system",
+      offsetof(pgp_config_t, proxy.upstream_tls_ca_file) },
+    { "upstream_tls_cert_file", "PGPROXY_PROXY_UPSTREAM_TLS_CERT_FILE", "/c/client.crt",
+      offsetof(pgp_config_t, proxy.upstream_tls_cert_file) },
+    { "upstream_tls_key_file", "PGPROXY_PROXY_UPSTREAM_TLS_KEY_FILE", "/c/client.key",
+      offsetof(pgp_config_t, proxy.upstream_tls_key_file) },
+    { "client_tls", "PGPROXY_PROXY_CLIENT_TLS", "allow", offsetof(pgp_config_t, proxy.client_tls) },
+    { "client_tls", "PGPROXY_PROXY_CLIENT_TLS", "require", offsetof(pgp_config_t, proxy.client_tls) },
+    { "client_tls_cert_file", "PGPROXY_PROXY_CLIENT_TLS_CERT_FILE", "/s/server.crt",
+      offsetof(pgp_config_t, proxy.client_tls_cert_file) },
+    { "client_tls_key_file", "PGPROXY_PROXY_CLIENT_TLS_KEY_FILE", "/s/server.key",
+      offsetof(pgp_config_t, proxy.client_tls_key_file) },
+    { "unix_socket_mode", "PGPROXY_PROXY_UNIX_SOCKET_MODE", "0700",
+      offsetof(pgp_config_t, proxy.unix_socket_mode) },
+};
+
+static const char *field_at(const pgp_config_t *cfg, size_t offset)
+{
+    return *(char *const *)((const char *)cfg + offset);
+}
+
+START_TEST(test_tls_key_sources)
+{
+    const struct tls_key_case *c = &tls_key_cases[_i];
+    pgp_config_t cfg, want;
+    char err[ERRLEN], *toml = NULL, *var = NULL;
+    ck_assert_int_ge(asprintf(&toml, "[proxy]\n%s = \"%s\"\n", c->key, c->value), 0);
+    ck_assert_int_ge(asprintf(&var, "%s=%s", c->env, c->value), 0);
+    char *const envp[] = { var, NULL };
+    char dotted[64];
+    snprintf(dotted, sizeof(dotted), "proxy.%s", c->key);
+    pgp_config_init(&want);
+    ck_assert_msg(pgp_config_set(&want, dotted, c->value, NULL, err, sizeof(err)) == 0, "%s", err);
+
+    pgp_config_init(&cfg);
+    ck_assert_msg(pgp_config_load_buffer(&cfg, "t.toml", toml, strlen(toml), err,
+                                         sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(field_at(&cfg, c->offset), c->value);
+    assert_cfg_eq(&cfg, &want);
+    pgp_config_free(&cfg);
+
+    pgp_config_init(&cfg);
+    ck_assert_msg(pgp_config_apply_env(&cfg, envp, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(field_at(&cfg, c->offset), c->value);
+    assert_cfg_eq(&cfg, &want);
+    pgp_config_free(&cfg);
+    pgp_config_free(&want);
+    free(toml);
+    free(var);
+}
+END_TEST
+
+/* Values rejected where they are set, with the whole message. */
+static const struct tls_bad_case {
+    const char *how;     /* "file", "env" or the origin of pgp_config_set */
+    const char *key;     /* proxy.<key> */
+    const char *value;
+    const char *expect;  /* exact message */
+} tls_bad_cases[] = {
+    { "file", "upstream_tls", "allow",
+      "t.toml:2: proxy.upstream_tls: \"allow\" is not one of disable, prefer, require, verify-ca, "
+      "verify-full (did you mean \"prefer\"?)" },
+    { "file", "upstream_tls", "verify_full",
+      "t.toml:2: proxy.upstream_tls: \"verify_full\" is not one of disable, prefer, require, "
+      "verify-ca, verify-full (did you mean \"verify-full\"?)" },
+    { "env", "upstream_tls", "on",
+      "environment PGPROXY_PROXY_UPSTREAM_TLS: \"on\" is not one of disable, prefer, require, "
+      "verify-ca, verify-full" },
+    { "file", "client_tls", "verify-full",
+      "t.toml:2: proxy.client_tls: \"verify-full\" is not one of disable, allow, require" },
+    { "env", "client_tls", "prefer",
+      "environment PGPROXY_PROXY_CLIENT_TLS: \"prefer\" is not one of disable, allow, require" },
+    { "file", "unix_socket_mode", "0999",
+      "t.toml:2: proxy.unix_socket_mode: expected an octal mode such as \"0770\" (3 or 4 digits "
+      "0-7, at most 0777), got \"0999\"" },
+    { "file", "unix_socket_mode", "77777",
+      "t.toml:2: proxy.unix_socket_mode: expected an octal mode such as \"0770\" (3 or 4 digits "
+      "0-7, at most 0777), got \"77777\"" },
+    { "env", "unix_socket_mode", "abc",
+      "environment PGPROXY_PROXY_UNIX_SOCKET_MODE: expected an octal mode such as \"0770\" "
+      "(3 or 4 digits 0-7, at most 0777), got \"abc\"" },
+    { "env", "unix_socket_mode", "",
+      "environment PGPROXY_PROXY_UNIX_SOCKET_MODE: expected an octal mode such as \"0770\" "
+      "(3 or 4 digits 0-7, at most 0777), got \"\"" },
+    { "--mode", "unix_socket_mode", "1777",
+      "--mode: expected an octal mode such as \"0770\" (3 or 4 digits 0-7, at most 0777), "
+      "got \"1777\"" },
+    { "--mode", "unix_socket_mode", "77",
+      "--mode: expected an octal mode such as \"0770\" (3 or 4 digits 0-7, at most 0777), "
+      "got \"77\"" },
+    { "--mode", "unix_socket_mode", "0o770",
+      "--mode: expected an octal mode such as \"0770\" (3 or 4 digits 0-7, at most 0777), "
+      "got \"0o770\"" },
+    { "--upstream", "upstream", "postgres://db/app?sslmode=allow",
+      "--upstream: sslmode=allow is not supported (did you mean sslmode=prefer?)" },
+    { "--upstream", "upstream", "postgres://db/app?sslmode=verify_full",
+      "--upstream: sslmode=verify_full is not one of disable, prefer, require, verify-ca, "
+      "verify-full (did you mean \"verify-full\"?)" },
+    { "file", "upstream", "postgresql://db/app?sslmode=bogus%0a",
+      "t.toml:2: proxy.upstream: sslmode=\"bogus\\x0a\" is not one of disable, prefer, require, "
+      "verify-ca, verify-full" },
+    { "env", "upstream", "postgres://db/app?sslrootcert=%2Fetc%zz",
+      "environment PGPROXY_PROXY_UPSTREAM: invalid sslrootcert value (bad percent-encoding, "
+      "%00, or longer than 4096 bytes)" },
+    { "env", "upstream", "postgres://db/app?sslkey=%00",
+      "environment PGPROXY_PROXY_UPSTREAM: invalid sslkey value (bad percent-encoding, "
+      "%00, or longer than 4096 bytes)" },
+    { "env", "upstream", "postgres://db/app?sslcert=%FF",
+      "environment PGPROXY_PROXY_UPSTREAM: sslcert: invalid UTF-8 in \"\\xff\"" },
+};
+
+START_TEST(test_tls_bad_values)
+{
+    const struct tls_bad_case *c = &tls_bad_cases[_i];
+    pgp_config_t cfg, def;
+    char err[ERRLEN], *text = NULL, dotted[64];
+    int rc;
+    pgp_config_init(&cfg);
+    pgp_config_init(&def);
+    if (strcmp(c->how, "file") == 0) {
+        ck_assert_int_ge(asprintf(&text, "[proxy]\n%s = \"%s\"\n", c->key, c->value), 0);
+        rc = pgp_config_load_buffer(&cfg, "t.toml", text, strlen(text), err, sizeof(err));
+    } else if (strcmp(c->how, "env") == 0) {
+        char up[64];
+        snprintf(up, sizeof(up), "PGPROXY_PROXY_%s", c->key);
+        for (char *p = up; *p != '\0'; p++)
+            if (*p >= 'a' && *p <= 'z')
+                *p = (char)(*p - 'a' + 'A');
+        ck_assert_int_ge(asprintf(&text, "%s=%s", up, c->value), 0);
+        char *const envp[] = { text, NULL };
+        rc = pgp_config_apply_env(&cfg, envp, err, sizeof(err));
+    } else {
+        snprintf(dotted, sizeof(dotted), "proxy.%s", c->key);
+        rc = pgp_config_set(&cfg, dotted, c->value, c->how, err, sizeof(err));
+    }
+    ck_assert_msg(rc == -1, "case %d accepted", _i);
+    ck_assert_str_eq(err, c->expect);
+    assert_cfg_eq(&cfg, &def);
+    free(text);
+    pgp_config_free(&cfg);
+    pgp_config_free(&def);
+}
+END_TEST
+
+static const struct mode_case {
+    const char *text;
+    int bits;
+} mode_cases[] = {
+    { "0770", 0770 }, { "600", 0600 }, { "0600", 0600 }, { "777", 0777 }, { "0777", 0777 },
+    { "000", 0 }, { "0000", 0 }, { "0755", 493 },
+};
+
+START_TEST(test_unix_socket_mode)
+{
+    const struct mode_case *c = &mode_cases[_i];
+    pgp_config_t cfg;
+    char err[ERRLEN];
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(cfg.proxy.unix_socket_mode_bits, 0770);
+    ck_assert_msg(pgp_config_set(&cfg, "proxy.unix_socket_mode", c->text, NULL, err,
+                                 sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.proxy.unix_socket_mode, c->text);
+    ck_assert_int_eq(cfg.proxy.unix_socket_mode_bits, c->bits);
+    pgp_config_free(&cfg);
+
+    /* finish checks the text again when the field was edited directly. */
+    pgp_config_init(&cfg);
+    free(cfg.proxy.unix_socket_mode);
+    cfg.proxy.unix_socket_mode = strdup("0999");
+    ck_assert_int_eq(pgp_config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "proxy.unix_socket_mode: expected an octal mode such as \"0770\" "
+                          "(3 or 4 digits 0-7, at most 0777), got \"0999\"");
+    pgp_config_free(&cfg);
+}
+END_TEST
+
+/*
+ * Cross-key rules and the proxy.upstream URL, checked by pgp_config_finish.
+ * Keys are set in order with pgp_config_set (explicit); on success the four
+ * upstream TLS fields must hold `tls`.
+ */
+static const struct finish_tls_case {
+    const char *set[5][2];
+    const char *expect;   /* exact message; NULL = success */
+    const char *tls[4];   /* upstream_tls, ca_file, cert_file, key_file */
+} finish_tls_cases[] = {
+    /* pairing, rules on the keys alone */
+    { { { "proxy.upstream_tls_cert_file", "/c.crt" } },
+      "proxy.upstream_tls_key_file: empty, but proxy.upstream_tls_cert_file is set (a client "
+      "certificate toward the server needs both; give both or neither)", { NULL } },
+    { { { "proxy.upstream_tls", "require" }, { "proxy.upstream_tls_key_file", "/c.key" } },
+      "proxy.upstream_tls_cert_file: empty, but proxy.upstream_tls_key_file is set (a client "
+      "certificate toward the server needs both; give both or neither)", { NULL } },
+    { { { "proxy.upstream_tls", "require" }, { "proxy.upstream_tls_cert_file", "/c.crt" },
+        { "proxy.upstream_tls_key_file", "/c.key" } },
+      NULL, { "require", "", "/c.crt", "/c.key" } },
+    { { { "proxy.client_tls", "require" } },
+      "proxy.client_tls = require needs proxy.client_tls_cert_file and proxy.client_tls_key_file "
+      "(pgproxy's certificate and key for clients)", { NULL } },
+    { { { "proxy.client_tls", "allow" } },
+      "proxy.client_tls = allow needs proxy.client_tls_cert_file and proxy.client_tls_key_file "
+      "(pgproxy's certificate and key for clients)", { NULL } },
+    { { { "proxy.client_tls", "require" }, { "proxy.client_tls_cert_file", "/s.crt" } },
+      "proxy.client_tls_key_file: empty, but proxy.client_tls_cert_file is set (pgproxy's "
+      "certificate for clients needs both; give both or neither)", { NULL } },
+    { { { "proxy.client_tls", "require" }, { "proxy.client_tls_cert_file", "/s.crt" },
+        { "proxy.client_tls_key_file", "/s.key" } },
+      NULL, { "disable", "", "", "" } },
+    /* cert and key with client_tls = "disable": harmless */
+    { { { "proxy.client_tls_cert_file", "/s.crt" }, { "proxy.client_tls_key_file", "/s.key" } },
+      NULL, { "disable", "", "", "" } },
+    { { { "proxy.upstream_tls", "verify-full" } },
+      "proxy.upstream_tls = verify-full needs proxy.upstream_tls_ca_file (a CA file, or \"system\")", { NULL } },
+    { { { "proxy.upstream_tls", "verify-ca" } },
+      "proxy.upstream_tls = verify-ca needs proxy.upstream_tls_ca_file (a CA file, or \"system\")", { NULL } },
+    { { { "proxy.upstream_tls", "verify-full" }, { "proxy.upstream_tls_ca_file", "system" } },
+      NULL, { "verify-full", "system", "", "" } },
+    { { { "proxy.upstream_tls", "prefer" } }, NULL, { "prefer", "", "", "" } },
+    /* the URL sets the keys (percent-decoded) */
+    { { { "proxy.upstream", "postgres://u@db:5433/app?sslmode=verify-full"
+                            "&sslrootcert=%2Fetc%2Fca.pem&sslcert=%2Fc%2Fa%20b.crt&sslkey=/c/k.key" } },
+      NULL, { "verify-full", "/etc/ca.pem", "/c/a b.crt", "/c/k.key" } },
+    { { { "proxy.upstream", "postgresql://db/app?application_name=x&sslmode=require&connect_timeout=3" } },
+      NULL, { "require", "", "", "" } },
+    { { { "proxy.upstream", "postgres://db/app?sslmode=disable&sslmode=prefer" } },
+      NULL, { "prefer", "", "", "" } },   /* the last one wins, as in libpq */
+    { { { "proxy.upstream", "postgres://db/app?sslmode=&sslrootcert=" } },
+      NULL, { "disable", "", "", "" } },   /* empty = not given */
+    { { { "proxy.upstream", "postgres://db/app#x?sslmode=require" } },
+      NULL, { "disable", "", "", "" } },   /* a fragment is not a query */
+    { { { "proxy.upstream", "postgres://%2Fvar%2Frun%2Fpostgresql/app?sslmode=require" } },
+      NULL, { "require", "", "", "" } },   /* kept for a unix socket; the TLS module ignores it */
+    { { { "proxy.upstream", "db:5432" }, { "proxy.upstream_tls", "require" } },
+      NULL, { "require", "", "", "" } },
+    { { { "proxy.upstream", "postgres://db/app?sslmode=verify-ca" } },
+      "proxy.upstream_tls = verify-ca needs proxy.upstream_tls_ca_file (a CA file, or \"system\")", { NULL } },
+    { { { "proxy.upstream", "postgres://db/app?sslcert=/c.crt" } },
+      "proxy.upstream_tls_key_file: empty, but proxy.upstream_tls_cert_file is set (a client "
+      "certificate toward the server needs both; give both or neither)", { NULL } },
+    /* URL and explicit keys: equal is fine, different is an error naming both */
+    { { { "proxy.upstream_tls", "disable" }, { "proxy.upstream", "postgres://db/app?sslmode=require" } },
+      "proxy.upstream_tls = \"disable\" conflicts with sslmode=require in proxy.upstream", { NULL } },
+    { { { "proxy.upstream", "postgres://db/app?sslmode=require" }, { "proxy.upstream_tls", "require" } },
+      NULL, { "require", "", "", "" } },
+    { { { "proxy.upstream", "postgres://db/app?sslmode=verify-full&sslrootcert=%2Fa.pem" },
+        { "proxy.upstream_tls_ca_file", "/b.pem" } },
+      "proxy.upstream_tls_ca_file = \"/b.pem\" conflicts with sslrootcert=/a.pem in proxy.upstream", { NULL } },
+    { { { "proxy.upstream", "postgres://db/app?sslmode=verify-full&sslrootcert=%2Fa.pem" },
+        { "proxy.upstream_tls_ca_file", "/a.pem" } },
+      NULL, { "verify-full", "/a.pem", "", "" } },
+    { { { "proxy.upstream", "postgres://db/app?sslcert=/x.crt&sslkey=/x.key" },
+        { "proxy.upstream_tls_cert_file", "/y.crt" } },
+      "proxy.upstream_tls_cert_file = \"/y.crt\" conflicts with sslcert=/x.crt in proxy.upstream", { NULL } },
+    { { { "proxy.upstream", "postgres://db/app?sslcert=/x.crt&sslkey=/x%20y.key" },
+        { "proxy.upstream_tls_key_file", "/y.key" } },
+      "proxy.upstream_tls_key_file = \"/y.key\" conflicts with sslkey=\"/x y.key\" in proxy.upstream", { NULL } },
+    /* The URL gives the mode, an explicit key the CA: both apply. */
+    { { { "proxy.upstream", "postgres://db/app?sslmode=verify-full" },
+        { "proxy.upstream_tls_ca_file", "system" } },
+      NULL, { "verify-full", "system", "", "" } },
+    /* An explicit key the URL does not mention is kept. */
+    { { { "proxy.upstream_tls", "verify-ca" }, { "proxy.upstream_tls_ca_file", "/ca.pem" },
+        { "proxy.upstream", "postgres://db/app?sslcert=/x.crt&sslkey=/x.key" } },
+      NULL, { "verify-ca", "/ca.pem", "/x.crt", "/x.key" } },
+};
+
+START_TEST(test_finish_tls)
+{
+    const struct finish_tls_case *c = &finish_tls_cases[_i];
+    pgp_config_t cfg;
+    char err[ERRLEN];
+    pgp_config_init(&cfg);
+    for (int k = 0; k < 5 && c->set[k][0] != NULL; k++)
+        ck_assert_msg(pgp_config_set(&cfg, c->set[k][0], c->set[k][1], NULL, err,
+                                     sizeof(err)) == 0, "case %d: %s", _i, err);
+    int rc = pgp_config_finish(&cfg, err, sizeof(err));
+    if (c->expect != NULL) {
+        ck_assert_msg(rc == -1, "case %d finished", _i);
+        ck_assert_str_eq(err, c->expect);
+    } else {
+        ck_assert_msg(rc == 0, "case %d: %s", _i, err);
+        ck_assert_str_eq(cfg.proxy.upstream_tls, c->tls[0]);
+        ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, c->tls[1]);
+        ck_assert_str_eq(cfg.proxy.upstream_tls_cert_file, c->tls[2]);
+        ck_assert_str_eq(cfg.proxy.upstream_tls_key_file, c->tls[3]);
+        /* Finishing again changes nothing. */
+        pgp_config_t again;
+        pgp_config_init(&again);
+        ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "case %d: %s", _i, err);
+        ck_assert_str_eq(cfg.proxy.upstream_tls, c->tls[0]);
+        ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, c->tls[1]);
+        /* The dump of the effective values loads and finishes to the same config. */
+        size_t len;
+        char *text = dump_to_string(&cfg, &len);
+        ck_assert_msg(pgp_config_load_buffer(&again, "dump", text, len, err, sizeof(err)) == 0,
+                      "case %d: %s", _i, err);
+        ck_assert_msg(pgp_config_finish(&again, err, sizeof(err)) == 0, "case %d: %s", _i, err);
+        assert_cfg_eq(&again, &cfg);
+        free(text);
+        pgp_config_free(&again);
+    }
+    pgp_config_free(&cfg);
+}
+END_TEST
+
+static int find_visit(void *ud, const char *section, const char *name, const char *value)
+{
+    const char **want = ud;   /* { "section.name", result } */
+    char full[96];
+    snprintf(full, sizeof(full), "%s.%s", section, name);
+    if (strcmp(full, want[0]) == 0)
+        want[1] = strdup(value);
+    return 0;
+}
+
+/* The URL's values are what SHOW CONFIG shows; a URL removed later leaves nothing behind. */
+START_TEST(test_upstream_url_effective)
+{
+    pgp_config_t cfg;
+    char err[ERRLEN];
+    const char *want[2] = { "proxy.upstream_tls_ca_file", NULL };
+    const char *file = "[proxy]\nupstream = \"postgres://db:5433/app?sslmode=verify-ca&"
+                       "sslrootcert=%2Fetc%2Fpgproxy%2Fca.pem\"\n";
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(pgp_config_load_buffer(&cfg, "t.toml", file, strlen(file), err,
+                                            sizeof(err)), 0);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "verify-ca");
+    ck_assert_int_eq(pgp_config_foreach(&cfg, find_visit, want), 0);
+    ck_assert_ptr_nonnull(want[1]);
+    ck_assert_str_eq(want[1], "\"/etc/pgproxy/ca.pem\"");
+    free((char *)want[1]);
+    ck_assert_int_eq(pgp_config_set(&cfg, "proxy.upstream", "db:5433", NULL, err, sizeof(err)), 0);
+    ck_assert_msg(pgp_config_finish(&cfg, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(cfg.proxy.upstream_tls, "disable");
+    ck_assert_str_eq(cfg.proxy.upstream_tls_ca_file, "");
+    pgp_config_free(&cfg);
+
+    /* The environment's explicit key against the environment's URL. */
+    char *const env[] = { "PGPROXY_UPSTREAM=postgres://db/app?sslmode=require",
+                          "PGPROXY_PROXY_UPSTREAM_TLS=prefer", NULL };
+    pgp_config_init(&cfg);
+    ck_assert_int_eq(pgp_config_apply_env(&cfg, env, err, sizeof(err)), 0);
+    ck_assert_int_eq(pgp_config_finish(&cfg, err, sizeof(err)), -1);
+    ck_assert_str_eq(err, "proxy.upstream_tls = \"prefer\" conflicts with sslmode=require in "
+                          "proxy.upstream");
     pgp_config_free(&cfg);
 }
 END_TEST
@@ -1152,6 +1561,11 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_set, 0, N(set_cases));
     tcase_add_test(tc, test_admin_listen);
     tcase_add_test(tc, test_finish_checks);
+    tcase_add_loop_test(tc, test_tls_key_sources, 0, N(tls_key_cases));
+    tcase_add_loop_test(tc, test_tls_bad_values, 0, N(tls_bad_cases));
+    tcase_add_loop_test(tc, test_unix_socket_mode, 0, N(mode_cases));
+    tcase_add_loop_test(tc, test_finish_tls, 0, N(finish_tls_cases));
+    tcase_add_test(tc, test_upstream_url_effective);
     tcase_add_test(tc, test_dump_roundtrip);
     tcase_add_loop_test(tc, test_endpoints, 0, N(ep_cases));
     tcase_add_test(tc, test_endpoint_limits);
