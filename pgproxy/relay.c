@@ -91,19 +91,33 @@ static void on_peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len);
 
-/* Send everything TLS has produced for the peer (handshake, records, alerts). */
+/*
+ * Send everything TLS has produced for the peer (handshake, records,
+ * alerts): straight from TLS's buffer when the socket takes it, as a
+ * queued chunk otherwise.
+ */
 static int peer_tls_flush(pgp_peer_t *p)
 {
-    while (pgp_tls_out_pending(p->tls) > 0) {
+    const uint8_t *data;
+    size_t len;
+    while ((len = pgp_tls_out_peek(p->tls, &data)) > 0) {
+        if (p->pending_writes == 0 && p->open && !p->close_after_write) {
+            uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+            int n = uv_try_write(&p->io.stream, &b, 1);
+            if (n > 0) {
+                pgp_tls_out_consume(p->tls, (size_t)n);
+                continue;
+            }
+            if (n != UV_EAGAIN && n != UV_ENOSYS)
+                return n;
+        }
         pgp_chunk_t *c = pgp_chunk_get();
         if (c == NULL)
             return UV_ENOMEM;
-        size_t n = pgp_tls_out_take(p->tls, c->data, PGP_CHUNK_BYTES);
-        if (n == 0) {
-            pgp_chunk_put(c);
-            break;
-        }
-        int r = peer_send_raw(p, c, 0, n);
+        size_t k = len < PGP_CHUNK_BYTES ? len : PGP_CHUNK_BYTES;
+        memcpy(c->data, data, k);
+        pgp_tls_out_consume(p->tls, k);
+        int r = peer_send_raw(p, c, 0, k);
         if (r < 0)
             return r;
     }
@@ -172,18 +186,19 @@ static void peer_tls_handshake(pgp_peer_t *p)
         peer_tls_drain(p);
 }
 
+/* Ciphertext read from the socket; data is only borrowed for this call. */
 static void peer_tls_input(pgp_peer_t *p, const uint8_t *data, size_t n)
 {
     if (p->tls_broken)
         return;
-    if (pgp_tls_feed(p->tls, data, n) < 0) {
-        peer_tls_fail(p, UV_ENOMEM);
-        return;
-    }
+    pgp_tls_feed_borrowed(p->tls, data, n);
     if (!pgp_tls_established(p->tls))
         peer_tls_handshake(p);
     else
         peer_tls_drain(p);
+    /* Whatever is left (reading paused) is copied before the chunk goes back. */
+    if (p->tls != NULL && pgp_tls_feed_end(p->tls) < 0)
+        peer_tls_fail(p, UV_ENOMEM);
 }
 
 static void on_peer_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

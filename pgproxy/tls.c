@@ -1,9 +1,14 @@
 /*
- * tls.c - OpenSSL behind memory BIOs (see tls.h).
+ * tls.c - OpenSSL behind memory buffers (see tls.h).
  *
- * Each connection owns two memory BIOs: libuv's reads are written into
- * the input BIO, and whatever OpenSSL produces lands in the output BIO for
- * the caller to write to the socket.  OpenSSL's error queue is per thread;
+ * Each connection has one BIO of pgproxy's own kind.  Its read side hands
+ * OpenSSL the ciphertext libuv just read, straight from the caller's
+ * buffer (a borrowed window); only bytes OpenSSL has not taken when the
+ * caller is done are copied, and that copy is freed once read.  Its write
+ * side appends what OpenSSL produces to an output buffer that the relay
+ * writes to the socket directly from there.  Idle connections therefore
+ * hold no buffers but OpenSSL's own, which SSL_MODE_RELEASE_BUFFERS also
+ * frees between records.  OpenSSL's error queue is per thread;
  * every entry point clears it first, so a reason always belongs to the
  * call that failed.  Settings follow PostgreSQL's own server and libpq:
  * TLS 1.2 or later, no renegotiation, no session tickets or cache on the
@@ -12,6 +17,7 @@
 #include "pgproxy/tls.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +36,21 @@ struct pgp_tls_ctx {
     pgp_tls_verify_t verify;
 };
 
+/* A growable byte buffer: data[off, len) is unread; freed when empty and large. */
+typedef struct tls_buf {
+    uint8_t *data;
+    size_t off, len, cap;
+} tls_buf_t;
+
+/* Buffers up to this size stay allocated when drained (small messages reuse them). */
+#define TLS_BUF_KEEP_BYTES 4096u
+
 struct pgp_tls {
     SSL *ssl;
-    BIO *in;                 /* ciphertext from the peer (owned by ssl) */
-    BIO *out;                /* ciphertext for the peer (owned by ssl) */
+    const uint8_t *win;      /* borrowed ciphertext from the caller (pgp_tls_feed_borrowed) */
+    size_t win_len;
+    tls_buf_t held;          /* ciphertext fed by copy, or left over from a window */
+    tls_buf_t out;           /* ciphertext for the peer */
     pgp_tls_verify_t verify;
     bool require_alpn;
     bool established;
@@ -79,6 +96,7 @@ static SSL_CTX *ctx_common(const SSL_METHOD *method, char *err, size_t errlen)
     }
     (void)SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    (void)SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);   /* idle sessions hold no record buffers */
     return c;
 }
 
@@ -208,6 +226,126 @@ void pgp_tls_ctx_free(pgp_tls_ctx_t *ctx)
     free(ctx);
 }
 
+/* ---- the BIO ----------------------------------------------------------- */
+
+static int buf_append(tls_buf_t *b, const uint8_t *data, size_t len)
+{
+    if (b->off > 0 && b->off == b->len)
+        b->off = b->len = 0;
+    if (b->len + len > b->cap) {
+        if (b->off > 0) {   /* make room by moving the unread part to the front */
+            memmove(b->data, b->data + b->off, b->len - b->off);
+            b->len -= b->off;
+            b->off = 0;
+        }
+        if (b->len + len > b->cap) {
+            size_t cap = b->cap ? b->cap : 1024;
+            while (cap < b->len + len)
+                cap *= 2;
+            uint8_t *d = realloc(b->data, cap);
+            if (d == NULL)
+                return -1;
+            b->data = d;
+            b->cap = cap;
+        }
+    }
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    return 0;
+}
+
+static void buf_consume(tls_buf_t *b, size_t n)
+{
+    b->off += n;
+    if (b->off < b->len)
+        return;
+    b->off = b->len = 0;
+    if (b->cap > TLS_BUF_KEEP_BYTES) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
+}
+
+static int bio_read_ex(BIO *bio, char *out, size_t len, size_t *got)
+{
+    pgp_tls_t *t = BIO_get_data(bio);
+    size_t n = 0;
+    BIO_clear_retry_flags(bio);
+    size_t held = t->held.len - t->held.off;
+    if (held > 0) {
+        n = held < len ? held : len;
+        memcpy(out, t->held.data + t->held.off, n);
+        buf_consume(&t->held, n);
+    }
+    if (n < len && t->win_len > 0) {
+        size_t k = t->win_len < len - n ? t->win_len : len - n;
+        memcpy(out + n, t->win, k);
+        t->win += k;
+        t->win_len -= k;
+        n += k;
+    }
+    if (n == 0) {
+        BIO_set_retry_read(bio);
+        *got = 0;
+        return 0;
+    }
+    *got = n;
+    return 1;
+}
+
+static int bio_write_ex(BIO *bio, const char *data, size_t len, size_t *written)
+{
+    pgp_tls_t *t = BIO_get_data(bio);
+    BIO_clear_retry_flags(bio);
+    if (buf_append(&t->out, (const uint8_t *)data, len) < 0) {
+        *written = 0;
+        return 0;
+    }
+    *written = len;
+    return 1;
+}
+
+static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    pgp_tls_t *t = BIO_get_data(bio);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1;
+    case BIO_CTRL_PENDING:
+        return t != NULL ? (long)(t->held.len - t->held.off + t->win_len) : 0;
+    case BIO_CTRL_WPENDING:
+        return t != NULL ? (long)(t->out.len - t->out.off) : 0;
+    default:
+        return 0;
+    }
+}
+
+static int bio_create(BIO *bio)
+{
+    BIO_set_init(bio, 1);
+    return 1;
+}
+
+static BIO_METHOD *bio_method;
+
+static void bio_method_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "pgproxy");
+    if (m == NULL)
+        return;
+    if (BIO_meth_set_read_ex(m, bio_read_ex) != 1 || BIO_meth_set_write_ex(m, bio_write_ex) != 1 ||
+        BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    bio_method = m;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
 static bool is_ip_literal(const char *host)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -219,21 +357,19 @@ pgp_tls_t *pgp_tls_new(pgp_tls_ctx_t *ctx, const char *host, bool require_alpn)
     pgp_tls_t *t = calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    (void)pthread_once(&once, bio_method_init);
     ERR_clear_error();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    t->in = BIO_new(BIO_s_mem());
-    t->out = BIO_new(BIO_s_mem());
-    if (t->ssl == NULL || t->in == NULL || t->out == NULL) {
-        BIO_free(t->in);
-        BIO_free(t->out);
+    t->ssl = bio_method != NULL ? SSL_new(ctx->ssl_ctx) : NULL;
+    BIO *bio = t->ssl != NULL ? BIO_new(bio_method) : NULL;
+    if (bio == NULL) {
         SSL_free(t->ssl);
         free(t);
         ERR_clear_error();
         return NULL;
     }
-    BIO_set_mem_eof_return(t->in, -1);   /* empty = "retry", not EOF */
-    BIO_set_mem_eof_return(t->out, -1);
-    SSL_set_bio(t->ssl, t->in, t->out);
+    BIO_set_data(bio, t);
+    SSL_set_bio(t->ssl, bio, bio);   /* one BIO both ways: ssl owns it */
     t->verify = ctx->verify;
     t->require_alpn = require_alpn;
     bool client = SSL_is_server(t->ssl) == 0;
@@ -267,23 +403,41 @@ void pgp_tls_free(pgp_tls_t *t)
 {
     if (t == NULL)
         return;
-    SSL_free(t->ssl);   /* frees both BIOs */
+    SSL_free(t->ssl);   /* frees the BIO */
+    free(t->held.data);
+    free(t->out.data);
     free(t);
 }
 
 int pgp_tls_feed(pgp_tls_t *t, const uint8_t *data, size_t len)
 {
-    size_t done = 0;
-    while (done < len) {
-        size_t n = 0;
-        if (BIO_write_ex(t->in, data + done, len - done, &n) != 1 || n == 0) {
-            ERR_clear_error();
-            snprintf(t->reason, sizeof(t->reason), "out of memory");
-            return -1;
-        }
-        done += n;
+    if (pgp_tls_feed_end(t) < 0 || buf_append(&t->held, data, len) < 0) {
+        snprintf(t->reason, sizeof(t->reason), "out of memory");
+        return -1;
     }
     return 0;
+}
+
+void pgp_tls_feed_borrowed(pgp_tls_t *t, const uint8_t *data, size_t len)
+{
+    if (t->win_len > 0 && pgp_tls_feed_end(t) < 0) {
+        /* Out of memory keeping the old window: OpenSSL sees a gap and fails the record. */
+        t->win_len = 0;
+    }
+    t->win = data;
+    t->win_len = len;
+}
+
+int pgp_tls_feed_end(pgp_tls_t *t)
+{
+    if (t->win_len == 0)
+        return 0;
+    int r = buf_append(&t->held, t->win, t->win_len);
+    t->win = NULL;
+    t->win_len = 0;
+    if (r < 0)
+        snprintf(t->reason, sizeof(t->reason), "out of memory");
+    return r;
 }
 
 /* Record why the connection failed, preferring the certificate verdict. */
@@ -360,7 +514,7 @@ pgp_tls_status_t pgp_tls_read(pgp_tls_t *t, uint8_t *out, size_t cap, size_t *go
 
 bool pgp_tls_has_input(const pgp_tls_t *t)
 {
-    return SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->in) > 0;
+    return SSL_pending(t->ssl) > 0 || t->held.len > t->held.off || t->win_len > 0;
 }
 
 pgp_tls_status_t pgp_tls_write(pgp_tls_t *t, const uint8_t *data, size_t len)
@@ -386,16 +540,29 @@ void pgp_tls_shutdown(pgp_tls_t *t)
 
 size_t pgp_tls_out_pending(const pgp_tls_t *t)
 {
-    return BIO_ctrl_pending(t->out);
+    return t->out.len - t->out.off;
 }
 
 size_t pgp_tls_out_take(pgp_tls_t *t, uint8_t *out, size_t cap)
 {
-    size_t n = 0;
-    if (cap == 0 || BIO_read_ex(t->out, out, cap, &n) != 1)
-        n = 0;
-    ERR_clear_error();
+    const uint8_t *p;
+    size_t n = pgp_tls_out_peek(t, &p);
+    if (n > cap)
+        n = cap;
+    memcpy(out, p, n);
+    pgp_tls_out_consume(t, n);
     return n;
+}
+
+size_t pgp_tls_out_peek(const pgp_tls_t *t, const uint8_t **data)
+{
+    *data = t->out.data + t->out.off;
+    return t->out.len - t->out.off;
+}
+
+void pgp_tls_out_consume(pgp_tls_t *t, size_t n)
+{
+    buf_consume(&t->out, n);
 }
 
 const char *pgp_tls_reason(const pgp_tls_t *t)

@@ -73,8 +73,16 @@ void pgp_tls_ctx_free(pgp_tls_ctx_t *ctx);
 pgp_tls_t *pgp_tls_new(pgp_tls_ctx_t *ctx, const char *host, bool require_alpn);
 void pgp_tls_free(pgp_tls_t *t);
 
-/* Ciphertext received from the peer.  Returns 0, or -1 when out of memory. */
+/* Ciphertext received from the peer, copied.  Returns 0, or -1 when out of memory. */
 int pgp_tls_feed(pgp_tls_t *t, const uint8_t *data, size_t len);
+
+/*
+ * The same without a copy: data must stay valid and unchanged until
+ * pgp_tls_feed_end(), which copies whatever OpenSSL has not read yet
+ * (usually nothing) so the caller can reuse its buffer.
+ */
+void pgp_tls_feed_borrowed(pgp_tls_t *t, const uint8_t *data, size_t len);
+int pgp_tls_feed_end(pgp_tls_t *t);   /* 0, or -1 when out of memory */
 
 /* Advance the handshake: OK (done), WANT (send pgp_tls_out_take, feed more) or FAIL. */
 pgp_tls_status_t pgp_tls_handshake(pgp_tls_t *t);
@@ -102,6 +110,10 @@ size_t pgp_tls_out_pending(const pgp_tls_t *t);
 
 /* Move up to cap waiting bytes into out; returns how many. */
 size_t pgp_tls_out_take(pgp_tls_t *t, uint8_t *out, size_t cap);
+
+/* The waiting bytes in place (valid until the next call on t), and dropping n of them once sent. */
+size_t pgp_tls_out_peek(const pgp_tls_t *t, const uint8_t **data);
+void pgp_tls_out_consume(pgp_tls_t *t, size_t n);
 
 /*
  * Why the last call failed, for the client and the log: the certificate
