@@ -260,24 +260,28 @@ size_t pgp_proto_strip_scram_plus(uint8_t *msg, size_t len)
     if (len < 9 || msg[0] != PGP_BE_AUTHENTICATION || pgp_be32(msg + 1) != len - 1 ||
         pgp_be32(msg + 5) != PGP_PROTO_AUTH_SASL)
         return len;
-    size_t in = 9, out = 9;
+    /* Parse the whole list before writing: a message we do not understand goes out as it came. */
+    size_t at = 9;
     for (;;) {
-        if (in >= len)
-            return len;   /* names not terminated: leave it to the client to refuse */
-        const uint8_t *nul = memchr(msg + in, 0, len - in);
+        const uint8_t *nul = at < len ? memchr(msg + at, 0, len - at) : NULL;
         if (nul == NULL)
-            return len;
-        size_t n = (size_t)(nul - (msg + in)) + 1;
+            return len;   /* names not terminated: leave it to the client to refuse */
+        size_t n = (size_t)(nul - (msg + at)) + 1;
+        at += n;
         if (n == 1)
             break;   /* the empty name ends the list */
+    }
+    if (at != len)
+        return len;   /* bytes after the list: not a message we understand */
+    size_t in = 9, out = 9;
+    while (msg[in] != 0) {
+        size_t n = (size_t)((const uint8_t *)memchr(msg + in, 0, len - in) - (msg + in)) + 1;
         if (n != sizeof(plus) || memcmp(msg + in, plus, n) != 0) {
             memmove(msg + out, msg + in, n);
             out += n;
         }
         in += n;
     }
-    if (in + 1 != len)
-        return len;   /* bytes after the list: not a message we understand */
     msg[out++] = 0;
     pgp_put_be32(msg + 1, (uint32_t)(out - 1));
     return out;

@@ -55,6 +55,7 @@ struct pgp_tls {
     pgp_tls_verify_t verify;
     bool require_alpn;
     bool established;
+    bool refused;            /* fails at the first handshake step, reason set */
     char reason[192];
 };
 
@@ -380,7 +381,12 @@ pgp_tls_t *pgp_tls_new(pgp_tls_ctx_t *ctx, const char *host, bool require_alpn)
         bool ip = host != NULL && is_ip_literal(host);
         if (host != NULL && host[0] && !ip)
             (void)SSL_set_tlsext_host_name(t->ssl, host);
-        if (t->verify == PGP_TLS_VERIFY_FULL && host != NULL) {
+        if (t->verify == PGP_TLS_VERIFY_FULL && (host == NULL || !host[0])) {
+            /* As libpq: verify-full with no name to check fails, it never becomes verify-ca. */
+            snprintf(t->reason, sizeof(t->reason),
+                     "host name must be specified for a verified TLS connection");
+            t->refused = true;
+        } else if (t->verify == PGP_TLS_VERIFY_FULL) {
             int ok;
             if (ip) {
                 ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host);
@@ -459,6 +465,8 @@ pgp_tls_status_t pgp_tls_handshake(pgp_tls_t *t)
 {
     if (t->established)
         return PGP_TLS_OK;
+    if (t->refused)
+        return PGP_TLS_FAIL;
     ERR_clear_error();
     int r = SSL_do_handshake(t->ssl);
     if (r == 1) {

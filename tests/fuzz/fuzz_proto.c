@@ -9,7 +9,10 @@
  * through the startup packet parser (as given, and with a correct length
  * prefix written over the first four bytes) and the ErrorResponse writer;
  * strings the parser returns are read to their NUL so ASan sees overreads.
- * Any disagreement aborts.
+ * The SASL guard's helpers get the bytes too: the SCRAM-SHA-256-PLUS
+ * stripper (on the input, and on the input as the name list of an
+ * AuthenticationSASL message) and the gs2 flag reader, both compared with
+ * reference models written here.  Any disagreement aborts.
  */
 #include "pgproxy/proto.h"
 
@@ -414,6 +417,105 @@ static void error_response_checks(const uint8_t *s, size_t n, uint8_t capsel)
     free(msg);
 }
 
+/*
+ * Reference model of the SCRAM-SHA-256-PLUS stripper: the names of a
+ * well-formed AuthenticationSASL message, without the PLUS ones, written
+ * into out (room n); returns the new length, or 0 when the message is not
+ * one the stripper may touch.
+ */
+static size_t model_strip(const uint8_t *m, size_t n, uint8_t *out)
+{
+    static const char plus[] = "SCRAM-SHA-256-PLUS";
+    if (n < 10 || m[0] != PGP_BE_AUTHENTICATION || pgp_be32(m + 1) != n - 1 ||
+        pgp_be32(m + 5) != PGP_PROTO_AUTH_SASL || m[n - 1] != 0)
+        return 0;
+    memcpy(out, m, 9);
+    size_t o = 9, i = 9;
+    while (i < n - 1) {
+        size_t k = i;
+        while (m[k] != 0)
+            k++;
+        if (k == i)
+            return 0;   /* an empty name before the last byte: bytes after the list */
+        size_t len = k - i + 1;
+        if (len != sizeof(plus) || memcmp(m + i, plus, len) != 0) {
+            memcpy(out + o, m + i, len);
+            o += len;
+        }
+        i = k + 1;
+    }
+    if (i != n - 1)
+        return 0;   /* the last name used the final NUL: no empty name ends the list */
+    out[o++] = 0;
+    pgp_put_be32(out + 1, (uint32_t)(o - 1));
+    return o;
+}
+
+static void strip_check(const uint8_t *m, size_t n)
+{
+    uint8_t *msg = malloc(n ? n : 1);   /* exact size: ASan sees overreads */
+    uint8_t *want = malloc(n ? n : 1);
+    if (!msg || !want)
+        abort();
+    if (n)
+        memcpy(msg, m, n);
+    size_t w = model_strip(m, n, want);
+    size_t r = pgp_proto_strip_scram_plus(msg, n);
+    if (w == 0 || w == n) {
+        if (r != n)
+            FAIL("strip: %zu -> %zu where nothing may change", n, r);
+        if (n && memcmp(msg, m, n) != 0)
+            FAIL("strip: returned the length unchanged but rewrote the bytes");
+    } else {
+        if (r != w || memcmp(msg, want, w) != 0)
+            FAIL("strip: %zu -> %zu, model %zu", n, r, w);
+        if (pgp_proto_strip_scram_plus(msg, r) != r || memcmp(msg, want, w) != 0)
+            FAIL("strip: not idempotent");
+    }
+    free(msg);
+    free(want);
+}
+
+/* The gs2 flag: after the first NUL and a 4-byte length; any prefix gives 0 or the same flag. */
+static void gs2_check(const uint8_t *s, size_t n)
+{
+    const uint8_t *nul = n ? memchr(s, 0, n) : NULL;
+    size_t at = nul ? (size_t)(nul - s) + 5 : SIZE_MAX;
+    int want = at < n && (s[at] == 'n' || s[at] == 'y' || s[at] == 'p') ? s[at] : 0;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b)
+        abort();
+    if (n)
+        memcpy(b, s, n);
+    int got = pgp_proto_sasl_gs2_flag(b, n);
+    if (got != want)
+        FAIL("gs2 flag %d, model %d", got, want);
+    for (size_t k = n > 8 ? n - 8 : 0; k < n; k++) {
+        int p = pgp_proto_sasl_gs2_flag(b, k);
+        if (p != (k > at ? want : 0))
+            FAIL("gs2 flag of prefix %zu: %d (whole: %d)", k, p, want);
+    }
+    free(b);
+}
+
+/* The input as given, and as the name list of an AuthenticationSASL message. */
+static void sasl_checks(const uint8_t *s, size_t n)
+{
+    strip_check(s, n);
+    gs2_check(s, n);
+    uint8_t *m = malloc(n + 10);
+    if (!m)
+        abort();
+    m[0] = PGP_BE_AUTHENTICATION;
+    pgp_put_be32(m + 1, (uint32_t)(n + 9));
+    pgp_put_be32(m + 5, PGP_PROTO_AUTH_SASL);
+    if (n)
+        memcpy(m + 9, s, n);
+    m[n + 9] = 0;
+    strip_check(m, n + 10);
+    free(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2)
@@ -429,5 +531,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     frame_checks(s, n, pattern, max_len);
     startup_checks(s, n);
     error_response_checks(s, n, sel);
+    sasl_checks(s, n);
     return 0;
 }

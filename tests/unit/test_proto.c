@@ -1,6 +1,7 @@
 /*
  * test_proto.c - unit tests for pgproxy/proto.c: the incremental framer,
- * the startup packet parser and the ErrorResponse / CancelRequest writers.
+ * the startup packet parser, the ErrorResponse / CancelRequest writers and
+ * the SASL guard's helpers (SCRAM-SHA-256-PLUS stripping, the gs2 flag).
  *
  * The framer is checked against streams built here from real protocol
  * messages (the builder knows every message's type, length and offset, so
@@ -1210,6 +1211,231 @@ out:
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* SASL guard: SCRAM-SHA-256-PLUS stripping, the gs2 flag              */
+/* ------------------------------------------------------------------ */
+
+#define PLUS "SCRAM-SHA-256-PLUS"
+#define SHA "SCRAM-SHA-256"
+
+/* An AuthenticationSASL message offering names (NULL-terminated list); returns owned. */
+static uint8_t *sasl_offer(const char *const *names, size_t *len)
+{
+    size_t n = 9;
+    for (const char *const *p = names; *p != NULL; p++)
+        n += strlen(*p) + 1;
+    n += 1;
+    uint8_t *m = malloc(n);
+    ck_assert_ptr_nonnull(m);
+    m[0] = PGP_BE_AUTHENTICATION;
+    pgp_put_be32(m + 1, (uint32_t)(n - 1));
+    pgp_put_be32(m + 5, PGP_PROTO_AUTH_SASL);
+    size_t at = 9;
+    for (const char *const *p = names; *p != NULL; p++) {
+        memcpy(m + at, *p, strlen(*p) + 1);
+        at += strlen(*p) + 1;
+    }
+    m[at] = 0;
+    *len = n;
+    return m;
+}
+
+typedef struct strip_case {
+    const char *in[6];    /* offered, NULL-terminated */
+    const char *out[6];   /* what the client must see */
+    bool changed;
+} strip_case_t;
+
+static const strip_case_t strip_cases[] = {
+    {{PLUS, SHA, NULL}, {SHA, NULL}, true},
+    {{SHA, PLUS, NULL}, {SHA, NULL}, true},
+    {{PLUS, NULL}, {NULL}, true},
+    {{PLUS, PLUS, SHA, NULL}, {SHA, NULL}, true},
+    {{"OAUTHBEARER", PLUS, "X-FUTURE", NULL}, {"OAUTHBEARER", "X-FUTURE", NULL}, true},
+    {{SHA, NULL}, {SHA, NULL}, false},
+    {{NULL}, {NULL}, false},
+    {{"SCRAM-SHA-256-PLUSX", SHA, NULL}, {"SCRAM-SHA-256-PLUSX", SHA, NULL}, false},
+    {{"SCRAM-SHA-256-PLU", "scram-sha-256-plus", NULL},
+     {"SCRAM-SHA-256-PLU", "scram-sha-256-plus", NULL}, false},
+    {{"SCRAM-SHA-512-PLUS", NULL}, {"SCRAM-SHA-512-PLUS", NULL}, false},
+};
+#define N_STRIP_CASES ((int)(sizeof(strip_cases) / sizeof(strip_cases[0])))
+
+START_TEST(test_strip_scram_plus)
+{
+    const strip_case_t *c = &strip_cases[_i];
+    size_t len, want_len;
+    uint8_t *msg = sasl_offer(c->in, &len);
+    uint8_t *want = sasl_offer(c->out, &want_len);
+    size_t got = pgp_proto_strip_scram_plus(msg, len);
+    ck_assert_uint_eq(got, want_len);
+    ck_assert_uint_eq(got == len, !c->changed);
+    ck_assert_mem_eq(msg, want, want_len);   /* type, fixed length field, code, names */
+    ck_assert_uint_eq(pgp_be32(msg + 1), got - 1);
+    /* stripping is idempotent */
+    ck_assert_uint_eq(pgp_proto_strip_scram_plus(msg, got), got);
+    ck_assert_mem_eq(msg, want, want_len);
+    /* and the result frames as one whole message */
+    pgp_framer_t f;
+    pgp_framer_init(&f, 1024);
+    ck_assert_int_eq(pgp_framer_feed(&f, msg, got, NULL, NULL, NULL), PGP_FRAME_OK);
+    ck_assert_uint_eq(f.msg_count, 1);
+    ck_assert(pgp_framer_at_boundary(&f));
+    free(msg);
+    free(want);
+}
+END_TEST
+
+/* Messages that must come back untouched: other messages, other codes, broken offers. */
+typedef struct keep_case {
+    const char *what;
+    const char *bytes;
+    size_t len;
+} keep_case_t;
+
+static const keep_case_t keep_cases[] = {
+    {"empty", "", 0},
+    {"header only", "R\x00\x00\x00\x04", 5},
+    {"AuthenticationOk", "R\x00\x00\x00\x08\x00\x00\x00\x00", 9},
+    {"AuthenticationMD5Password", "R\x00\x00\x00\x0c\x00\x00\x00\x05salt", 13},
+    {"AuthenticationSASLContinue naming PLUS",
+     "R\x00\x00\x00\x1c\x00\x00\x00\x0b" PLUS "\x00\x00", 29},
+    {"AuthenticationSASLFinal naming PLUS",
+     "R\x00\x00\x00\x1c\x00\x00\x00\x0c" PLUS "\x00\x00", 29},
+    {"ErrorResponse with SASL's bytes", "E\x00\x00\x00\x1c\x00\x00\x00\x0a" PLUS "\x00\x00",
+     29},
+    {"length field too large", "R\x00\x00\x00\x1d\x00\x00\x00\x0a" PLUS "\x00\x00", 29},
+    {"length field too small", "R\x00\x00\x00\x1b\x00\x00\x00\x0a" PLUS "\x00\x00", 29},
+    {"SASL without names", "R\x00\x00\x00\x08\x00\x00\x00\x0a", 9},
+    {"name not terminated", "R\x00\x00\x00\x20\x00\x00\x00\x0a" PLUS "\x00SCRAM", 33},
+    {"PLUS alone, list not terminated", "R\x00\x00\x00\x1b\x00\x00\x00\x0a" PLUS "\x00", 28},
+    /* after a PLUS was seen: the rest does not parse, nothing may have moved */
+    {"list not terminated after PLUS",
+     "R\x00\x00\x00\x29\x00\x00\x00\x0a" PLUS "\x00" SHA "\x00", 42},
+    {"bytes after the list",
+     "R\x00\x00\x00\x2b\x00\x00\x00\x0a" PLUS "\x00" SHA "\x00\x00x", 44},
+    {"unterminated name after PLUS",
+     "R\x00\x00\x00\x28\x00\x00\x00\x0a" PLUS "\x00" SHA, 41},
+};
+#define N_KEEP_CASES ((int)(sizeof(keep_cases) / sizeof(keep_cases[0])))
+
+START_TEST(test_strip_scram_plus_keeps)
+{
+    const keep_case_t *c = &keep_cases[_i];
+    uint8_t *msg = malloc(c->len ? c->len : 1);   /* exact size: ASan sees overreads */
+    ck_assert_ptr_nonnull(msg);
+    memcpy(msg, c->bytes, c->len);
+    size_t got = pgp_proto_strip_scram_plus(msg, c->len);
+    ck_assert_msg(got == c->len, "%s: returned %zu of %zu", c->what, got, c->len);
+    ck_assert_msg(memcmp(msg, c->bytes, c->len) == 0, "%s: bytes changed", c->what);
+    free(msg);
+}
+END_TEST
+
+/* Every prefix of an offer containing PLUS: only the whole message is rewritten. */
+START_TEST(test_strip_scram_plus_prefixes)
+{
+    static const char *const names[] = {PLUS, SHA, "X", NULL};
+    size_t len;
+    uint8_t *full = sasl_offer(names, &len);
+    for (size_t k = 0; k < len; k++) {
+        uint8_t *msg = malloc(k ? k : 1);
+        ck_assert_ptr_nonnull(msg);
+        memcpy(msg, full, k);
+        if (k >= 5)
+            pgp_put_be32(msg + 1, (uint32_t)(k - 1));   /* consistent length, cut list */
+        uint8_t *orig = malloc(k ? k : 1);
+        ck_assert_ptr_nonnull(orig);
+        memcpy(orig, msg, k);
+        ck_assert_uint_eq(pgp_proto_strip_scram_plus(msg, k), k);
+        ck_assert_msg(k == 0 || memcmp(msg, orig, k) == 0, "prefix %zu of %zu changed", k,
+                      len);
+        free(msg);
+        free(orig);
+    }
+    ck_assert_uint_eq(pgp_proto_strip_scram_plus(full, len), len - sizeof(PLUS));
+    free(full);
+}
+END_TEST
+
+/* A SASLInitialResponse body: mechanism, NUL, int32 length, client-first-message. */
+static uint8_t *sasl_initial(const char *mech, int32_t n_field, const char *data, size_t *len)
+{
+    size_t ml = strlen(mech) + 1, dl = strlen(data);
+    *len = ml + 4 + dl;
+    uint8_t *b = malloc(*len);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, mech, ml);
+    pgp_put_be32(b + ml, (uint32_t)n_field);
+    memcpy(b + ml + 4, data, dl);
+    return b;
+}
+
+typedef struct gs2_case {
+    const char *mech;
+    int32_t n_field;   /* -2: the data's length */
+    const char *data;
+    int flag;
+} gs2_case_t;
+
+static const gs2_case_t gs2_cases[] = {
+    {SHA, -2, "y,,n=,r=rOprNGfwEbeRWgbNEkqO", 'y'},
+    {SHA, -2, "n,,n=,r=rOprNGfwEbeRWgbNEkqO", 'n'},
+    {PLUS, -2, "p=tls-server-end-point,,n=,r=rOprNGfwEbeRWgbNEkqO", 'p'},
+    {SHA, -2, "y", 'y'},
+    {"", -2, "n,,n=,r=x", 'n'},
+    {SHA, -2, "x,,n=,r=x", 0},
+    {SHA, -2, "Y,,n=,r=x", 0},
+    {SHA, -2, ",,n=,r=x", 0},
+    {SHA, -2, "", 0},
+    {SHA, -1, "", 0},   /* no initial response */
+};
+#define N_GS2_CASES ((int)(sizeof(gs2_cases) / sizeof(gs2_cases[0])))
+
+START_TEST(test_sasl_gs2_flag)
+{
+    const gs2_case_t *c = &gs2_cases[_i];
+    size_t len;
+    int32_t nf = c->n_field == -2 ? (int32_t)strlen(c->data) : c->n_field;
+    uint8_t *full = sasl_initial(c->mech, nf, c->data, &len);
+    size_t flag_at = strlen(c->mech) + 1 + 4;
+    /* every prefix: 0 until the flag byte is in, then the flag */
+    for (size_t k = 0; k <= len; k++) {
+        uint8_t *b = malloc(k ? k : 1);   /* exact size: ASan sees overreads */
+        ck_assert_ptr_nonnull(b);
+        memcpy(b, full, k);
+        int want = k > flag_at ? c->flag : 0;
+        ck_assert_msg(pgp_proto_sasl_gs2_flag(b, k) == want, "case %d prefix %zu: %d, want %d",
+                      _i, k, pgp_proto_sasl_gs2_flag(b, k), want);
+        free(b);
+    }
+    free(full);
+}
+END_TEST
+
+START_TEST(test_sasl_gs2_flag_garbage)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } g[] = {
+        {"", 0},
+        {"SCRAM-SHA-256", 13},             /* no NUL */
+        {"y,,n=,r=abc", 11},               /* no mechanism */
+        {"\x00\x00\x00\x00", 4},           /* the flag would be the 5th byte */
+        {"\x00\x00\x00\x00\x00\x00", 6},   /* NUL where the flag goes */
+        {"\x00\xff\xff\xff\xff\x00", 6},
+    };
+    for (size_t i = 0; i < sizeof(g) / sizeof(g[0]); i++) {
+        uint8_t *b = malloc(g[i].len ? g[i].len : 1);
+        ck_assert_ptr_nonnull(b);
+        memcpy(b, g[i].bytes, g[i].len);
+        ck_assert_msg(pgp_proto_sasl_gs2_flag(b, g[i].len) == 0, "garbage %zu", i);
+        free(b);
+    }
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
     Suite *s = suite_create("proto");
@@ -1238,6 +1464,14 @@ static Suite *proto_suite(void)
     tc = tcase_create("writers");
     tcase_add_loop_test(tc, test_error_response, 0, N_ERR_CASES);
     tcase_add_loop_test(tc, test_cancel_request, 0, N_CANCEL_CASES);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("sasl_guard");
+    tcase_add_loop_test(tc, test_strip_scram_plus, 0, N_STRIP_CASES);
+    tcase_add_loop_test(tc, test_strip_scram_plus_keeps, 0, N_KEEP_CASES);
+    tcase_add_test(tc, test_strip_scram_plus_prefixes);
+    tcase_add_loop_test(tc, test_sasl_gs2_flag, 0, N_GS2_CASES);
+    tcase_add_test(tc, test_sasl_gs2_flag_garbage);
     suite_add_tcase(s, tc);
     return s;
 }
