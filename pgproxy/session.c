@@ -20,10 +20,11 @@
  * directly (PostgreSQL 17); toward the server, the session sends its own
  * SSLRequest after connecting and handshakes before the startup packet
  * goes out.  Authentication passes through, so while it runs over a TLS
- * upstream the session guards it: SCRAM-SHA-256-PLUS is removed from the
- * mechanisms relayed (channel binding cannot cross a proxy), and a client
- * that still signals channel binding (gs2 flag 'y') is told why it cannot
- * log in instead of the server failing it obscurely.
+ * upstream both directions go through the authentication guard
+ * (authguard.c): SCRAM-SHA-256-PLUS is removed from the mechanisms relayed
+ * (channel binding cannot cross a proxy), and a client that still signals
+ * channel binding (gs2 flag 'y') is told here why it cannot log in instead
+ * of the server failing it obscurely.
  */
 #include "pgproxy/session.h"
 
@@ -32,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pgproxy/authguard.h"
 #include "pgproxy/cconn.h"
 #include "pgproxy/clock.h"
 #include "pgproxy/dial.h"
@@ -53,8 +55,6 @@
 #define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
 /* How long closing may wait for queued bytes to drain before the handles are cut. */
 #define PGP_SESSION_LINGER_MS 5000
-/* Longest server message accepted while authentication is guarded (SCRAM over a TLS upstream). */
-#define PGP_SESSION_AUTH_MESSAGE_MAX (16u * 1024u)
 /* Largest body captured from a server message we need to read (BackendKeyData). */
 #define PGP_SESSION_CAPTURE_BYTES (8 + PGP_PROTO_CANCEL_KEY_MAX_BYTES)
 
@@ -109,15 +109,8 @@ typedef enum upstream_phase {
 typedef struct session_tls {
     bool client_on;          /* the client hop is TLS */
     bool server_on;          /* the server hop is TLS */
-    bool guard;              /* server_on and authentication not finished */
-    bool sasl_offered;       /* the guard relayed an AuthenticationSASL */
-    bool probing;            /* reading the client's SASLInitialResponse */
-    bool cb_refused;         /* ... and it asked for channel binding */
     uint8_t up_phase;        /* upstream_phase_t */
-    uint8_t probe_len;
-    uint8_t probe[48];       /* start of the SASLInitialResponse body */
-    uint8_t *msg;            /* guard: the server message being assembled */
-    uint32_t msg_len;
+    pgp_authguard_t guard;   /* active while authentication runs over a TLS upstream */
 } session_tls_t;
 
 struct pgp_session {
@@ -219,7 +212,7 @@ static void session_free(pgp_session_t *s)
         s->next->prev = s->prev;
     pgp_chunk_put(s->startup.early);
     free(s->startup.pkt);
-    free(s->tls.msg);
+    pgp_authguard_free(&s->tls.guard);
     bool counted = s->counted;
     free(s);
     pgp_server_session_ended(srv, counted);
@@ -453,14 +446,12 @@ static void on_c2s_end(void *ud, uint8_t type)
     pgp_track_client_ops.end(s->track, type);
 }
 
-/* While authentication is guarded: read the start of the SASLInitialResponse. */
+/* While authentication is guarded the guard sees the client's messages too. */
 static void on_c2s_guard_begin(void *ud, uint8_t type, uint32_t len)
 {
     pgp_session_t *s = ud;
     on_c2s_begin(ud, type, len);
-    s->tls.probing = type == PGP_FE_PASSWORD && s->tls.sasl_offered;
-    s->tls.sasl_offered = false;   /* only the first response after the offer */
-    s->tls.probe_len = 0;
+    pgp_authguard_client_begin(&s->tls.guard, type);
 }
 
 static void on_c2s_guard_body(void *ud, const uint8_t *p, size_t n)
@@ -468,18 +459,7 @@ static void on_c2s_guard_body(void *ud, const uint8_t *p, size_t n)
     pgp_session_t *s = ud;
     if (s->track != NULL)
         pgp_track_client_ops.body(s->track, p, n);
-    if (!s->tls.probing)
-        return;
-    size_t room = sizeof(s->tls.probe) - s->tls.probe_len;
-    if (n > room)
-        n = room;
-    memcpy(s->tls.probe + s->tls.probe_len, p, n);
-    s->tls.probe_len += (uint8_t)n;
-    int flag = pgp_proto_sasl_gs2_flag(s->tls.probe, s->tls.probe_len);
-    if (flag != 0 || s->tls.probe_len == sizeof(s->tls.probe)) {
-        s->tls.probing = false;
-        s->tls.cb_refused = flag == 'y';
-    }
+    pgp_authguard_client_body(&s->tls.guard, p, n);
 }
 
 static void on_c2s_guard_end(void *ud, uint8_t type)
@@ -487,7 +467,7 @@ static void on_c2s_guard_end(void *ud, uint8_t type)
     pgp_session_t *s = ud;
     if (s->track != NULL)
         pgp_track_client_ops.end(s->track, type);
-    s->tls.probing = false;
+    pgp_authguard_client_end(&s->tls.guard);
 }
 
 /* Without profiling the client side needs message starts only. */
@@ -555,14 +535,14 @@ static void relay_client_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t off, siz
         pgp_track_set_now(s->track, pgp_clock_now().t);
         ops = &c2s_tracked_ops;
     }
-    if (s->tls.guard)
+    if (pgp_authguard_active(&s->tls.guard))
         ops = &c2s_guard_ops;
     if (pgp_framer_feed(&s->c2s, c->data + off, n, ops, s, NULL) != PGP_FRAME_OK) {
         pgp_chunk_put(c);
         session_fail(s, "08P01", "invalid message length from client", "protocol violation");
         return;
     }
-    if (s->tls.cb_refused) {
+    if (pgp_authguard_refused(&s->tls.guard)) {
         pgp_chunk_put(c);
         pgp_log(PGP_LOG_INFO, "client refused: SCRAM channel binding through TLS on both hops",
                 "client", s->info.client_addr, "user", s->info.user, NULL);
@@ -609,83 +589,45 @@ static void relay_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 }
 
 /*
- * Authentication over a TLS upstream: pass the server's messages on whole,
- * with SCRAM-SHA-256-PLUS taken out of AuthenticationSASL, until
- * AuthenticationOk or an ErrorResponse ends the guard; the rest of the
- * stream then flows as usual.  Authentication messages are small, so
- * assembling them costs nothing worth measuring.
+ * Authentication over a TLS upstream: the guard's output (whole messages,
+ * SCRAM-SHA-256-PLUS taken out) is relayed in chunks of its own; once the
+ * guard ends, the rest of this read flows as usual.
  */
 static void guard_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 {
-    session_tls_t *t = &s->tls;
-    pgp_chunk_t *out = pgp_chunk_get();
-    size_t out_len = 0, pos = 0;
-    if (t->msg == NULL)
-        t->msg = malloc(PGP_SESSION_AUTH_MESSAGE_MAX);
-    if (out == NULL || t->msg == NULL) {
-        pgp_chunk_put(c);
-        pgp_chunk_put(out);
-        session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
-        return;
-    }
-    while (pos < n && t->guard) {
-        uint32_t need = t->msg_len < 5 ? 5 : 1 + pgp_be32(t->msg + 1);
-        if (t->msg_len >= 5 && (need < 5 || need > PGP_SESSION_AUTH_MESSAGE_MAX)) {
+    size_t pos = 0;
+    while (pos < n && pgp_authguard_active(&s->tls.guard)) {
+        pgp_chunk_t *out = pgp_chunk_get();
+        size_t out_len = 0;
+        ptrdiff_t r = PGP_AUTHGUARD_ENOMEM;
+        if (out != NULL)
+            r = pgp_authguard_server(&s->tls.guard, c->data + pos, n - pos, out->data,
+                                     PGP_CHUNK_BYTES, &out_len);
+        if (r < 0) {
             pgp_chunk_put(c);
             pgp_chunk_put(out);
-            session_fail(s, "08P01", "pgproxy: invalid authentication message from server",
-                         "server protocol violation");
+            if (r == PGP_AUTHGUARD_ENOMEM)
+                session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+            else
+                session_fail(s, "08P01", "pgproxy: invalid authentication message from server",
+                             "server protocol violation");
             return;
         }
-        size_t k = n - pos < need - t->msg_len ? n - pos : need - t->msg_len;
-        memcpy(t->msg + t->msg_len, c->data + pos, k);
-        t->msg_len += (uint32_t)k;
-        pos += k;
-        if (t->msg_len < need)
+        pos += (size_t)r;
+        if (out_len == 0) {
+            pgp_chunk_put(out);
             continue;
-        if (need == 5 && pgp_be32(t->msg + 1) != 4)
-            continue;   /* just the header so far: its length is checked above */
-        /* One whole message. */
-        size_t len = t->msg_len;
-        t->msg_len = 0;
-        if (t->msg[0] == PGP_BE_AUTHENTICATION && len >= 9) {
-            uint32_t code = pgp_be32(t->msg + 5);
-            if (code == PGP_PROTO_AUTH_SASL) {
-                len = pgp_proto_strip_scram_plus(t->msg, len);
-                t->sasl_offered = true;
-            } else if (code == PGP_PROTO_AUTH_OK) {
-                t->guard = false;
-            }
-        } else if (t->msg[0] == PGP_BE_ERROR_RESPONSE) {
-            t->guard = false;
         }
-        memcpy(out->data + out_len, t->msg, len);
-        out_len += len;
-        if (out_len + PGP_SESSION_AUTH_MESSAGE_MAX > PGP_CHUNK_BYTES) {
-            relay_server_bytes(s, out, out_len);
-            if (s->state != PGP_SESSION_RELAY) {
-                pgp_chunk_put(c);
-                return;
-            }
-            out = pgp_chunk_get();
-            out_len = 0;
-            if (out == NULL) {
-                pgp_chunk_put(c);
-                session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
-                return;
-            }
+        relay_server_bytes(s, out, out_len);
+        if (s->state != PGP_SESSION_RELAY) {
+            pgp_chunk_put(c);
+            return;
         }
     }
-    if (out_len > 0)
-        relay_server_bytes(s, out, out_len);
-    else
-        pgp_chunk_put(out);
-    if (t->guard || pos == n || s->state != PGP_SESSION_RELAY) {
+    if (pos == n) {
         pgp_chunk_put(c);
         return;
     }
-    free(t->msg);
-    t->msg = NULL;
     memmove(c->data, c->data + pos, n - pos);
     relay_server_bytes(s, c, n - pos);
 }
@@ -696,12 +638,8 @@ static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
 {
     pgp_session_t *s = p->owner;
     if (s->state == PGP_SESSION_RELAY) {
-        if (s->tls.guard) {
+        if (pgp_authguard_active(&s->tls.guard)) {
             guard_server_bytes(s, c, n);
-            if (!s->tls.guard && s->tls.msg != NULL) {
-                free(s->tls.msg);
-                s->tls.msg = NULL;
-            }
             return;
         }
         relay_server_bytes(s, c, n);
@@ -751,7 +689,8 @@ static void session_begin_relay(pgp_session_t *s)
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
     s->tls.up_phase = UP_PLAIN;
-    s->tls.guard = s->tls.server_on;
+    if (s->tls.server_on)
+        pgp_authguard_start(&s->tls.guard);
     if (s->srv->cfg->profiling.enabled) {
         /* Without memory for a tracker the session is relayed unobserved. */
         s->track = pgp_track_create((size_t)s->srv->cfg->profiling.max_sql_bytes,
