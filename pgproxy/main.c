@@ -359,6 +359,7 @@ out:
     /* Let every close callback run before the loop goes away. */
     uv_run(&loop, UV_RUN_DEFAULT);
     (void)uv_loop_close(&loop);
+    pgp_server_free(&srv);
     if (admin != NULL)
         pgp_admin_stop(admin);
     pgp_chunk_pool_drain();

@@ -332,6 +332,13 @@ int pgp_server_start(pgp_server_t *srv, uv_loop_t *loop, const pgp_config_t *cfg
     return 0;
 }
 
+void pgp_server_free(pgp_server_t *srv)
+{
+    pgp_tls_ctx_free(srv->client_tls);
+    pgp_tls_ctx_free(srv->upstream_tls);
+    srv->client_tls = srv->upstream_tls = NULL;
+}
+
 int pgp_server_run(pgp_server_t *srv)
 {
     uv_run(srv->loop, UV_RUN_DEFAULT);

@@ -70,6 +70,9 @@ __attribute__((warn_unused_result)) int pgp_server_start(pgp_server_t *srv, uv_l
  */
 int pgp_server_reload_tls(pgp_server_t *srv);
 
+/* After the loop has finished (every session closed): free the TLS contexts. */
+void pgp_server_free(pgp_server_t *srv);
+
 /* Run the loop until the server has shut down; returns the exit code (0). */
 int pgp_server_run(pgp_server_t *srv);
 
