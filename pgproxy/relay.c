@@ -151,6 +151,10 @@ static void peer_tls_drain(pgp_peer_t *p)
             if (st != PGP_TLS_OK)
                 break;
             fill += got;
+            if (!pgp_tls_has_input(p->tls)) {
+                st = PGP_TLS_WANT;   /* spare OpenSSL a read that can only say "want more" */
+                break;
+            }
         }
         if (fill > 0)
             p->ev->on_data(p, c, fill);
