@@ -7,11 +7,15 @@ then measures pgproxy's resident memory (VmRSS, /proc) :
   2. per stored profile: on one connection, run R requests of S statements
      each, told apart by SET pgproxy.request_id; once they are all in the
      store, (RSS after - RSS before) / R.
+  3. with --tls, the same idle sessions with TLS on both hops (the cluster
+     runs with ssl = on, pgproxy with client_tls = allow and upstream_tls =
+     require), plaintext alongside, and both again after every session has
+     read a 200 KB result (what stays allocated once traffic has passed).
 Each figure is the median of --runs repetitions (a fresh pgproxy each), with
 its jitter, as a markdown table.  A benchmark, not a test.
 
   /usr/bin/python3 tests/bench/bench_memory.py [--pgproxy build/pgproxy]
-      [--connections 200] [--requests 1000] [--statements 10] [--runs 3]
+      [--connections 200] [--requests 1000] [--statements 10] [--runs 3] [--tls]
 """
 
 import argparse
@@ -25,6 +29,7 @@ import psycopg
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
                                 "integration"))
 import harness as h  # noqa: E402
+import tlsenv as t  # noqa: E402
 
 
 def rss_kb(pid):
@@ -66,6 +71,54 @@ def per_connection(cluster, binary, n):
         p.cleanup()
 
 
+def per_connection_tls(cluster, binary, n, tls, big):
+    """Bytes per idle session (after a 200 KB result each when big), TLS on both hops or not."""
+    env, dsn_extra = {}, " sslmode=disable"
+    if tls:
+        env = t.tls_env(client_tls="allow", client_pair=cluster.certs.proxy_a,
+                        upstream_tls="require")
+        # Channel binding cannot cross pgproxy (README, "SCRAM through pgproxy").
+        dsn_extra = " sslmode=require channel_binding=disable"
+    p = h.Proxy(cluster, binary=binary, env=env, log_level="warn", name="pgproxy-mem").start()
+    try:
+        def one():
+            c = psycopg.connect(cluster.dsn(p.port) + dsn_extra, autocommit=True)
+            c.execute("SELECT 1")
+            if big:
+                c.execute("SELECT repeat('x', 200000)").fetchall()
+            return c
+        warm = one()
+        before = settle(p.pid)
+        conns = [one() for _ in range(n)]
+        after = settle(p.pid)
+        for c in conns + [warm]:
+            c.close()
+        return (after - before) * 1024.0 / n
+    finally:
+        p.stop()
+        p.cleanup()
+
+
+def tls_rows(opts):
+    cluster = t.TlsCluster(t.Certs(), name="pgproxy-bench-mem-tls")
+    rows = []
+    try:
+        cluster.init()
+        with open(os.path.join(cluster.datadir, "postgresql.conf"), "a") as f:
+            f.write("max_connections = %d\n" % (opts.connections + 20))
+        cluster.restart()
+        for big in (False, True):
+            for tls in (False, True):
+                v = [per_connection_tls(cluster, opts.pgproxy, opts.connections, tls, big)
+                     for _ in range(opts.runs)]
+                rows.append(("idle client session, %s%s" % (
+                    "TLS on both hops" if tls else "plaintext",
+                    ", after a 200 KB result" if big else ""), v))
+    finally:
+        cluster.destroy()
+    return rows
+
+
 def per_profile(cluster, binary, requests, statements):
     env = {"PGPROXY_PROFILING_MAX_HISTORY": str(requests)}
     p = h.Proxy(cluster, binary=binary, env=env, log_level="warn", name="pgproxy-mem").start()
@@ -96,7 +149,19 @@ def main():
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--statements", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tls", action="store_true",
+                    help="only the TLS rows: idle sessions with TLS on both hops vs plaintext")
     opts = ap.parse_args()
+    if opts.tls:
+        rows = tls_rows(opts)
+        print("### pgproxy memory per session, TLS (VmRSS deltas, %d open, %d runs)\n" % (
+            opts.connections, opts.runs))
+        print("| what | runs (bytes each) | median | jitter % |")
+        print("|---|---|---:|---:|")
+        for what, v in rows:
+            print("| %s | %s | %.0f B | %.1f |" % (what, " ".join("%.0f" % x for x in v),
+                                                statistics.median(v), jitter(v)))
+        return
     cluster = h.Cluster(name="pgproxy-bench-mem")
     try:
         cluster.init()
