@@ -1,11 +1,13 @@
 /*
- * session.c - the life of one proxied connection.
+ * session.c - the life of one proxied connection, and its relay.
  *
  * States: STARTUP (buffering the client's startup packet) -> CONNECTING
- * (dialing the upstream) -> RELAY (bytes forwarded both ways as they
- * arrive) -> CLOSING (handles closing; freed after the last close
- * callback).  Every transition happens in this file; callbacks from the
- * peers only report events.
+ * (dialing the upstream, TLS toward it) -> RELAY (bytes forwarded both
+ * ways as they arrive) -> CLOSING (handles closing; freed after the last
+ * close callback); CONSOLE instead of CONNECTING/RELAY for the SQL
+ * console.  The first two live in session_start.c; this file owns the
+ * lifetime (references, close, drain), the relay and what it observes.
+ * Callbacks from the peers only report events; the session decides.
  *
  * While relaying, both directions go through an incremental framer.  The
  * session watches just enough of the protocol to be safe: the backend's
@@ -15,16 +17,12 @@
  * sits at a message boundary (so pgproxy's own ErrorResponse never lands
  * inside another message).
  *
- * TLS (relay.c carries it, tls.c does it): a client's SSLRequest is
- * answered 'S' when proxy.client_tls allows, or the client starts TLS
- * directly (PostgreSQL 17); toward the server, the session sends its own
- * SSLRequest after connecting and handshakes before the startup packet
- * goes out.  Authentication passes through, so while it runs over a TLS
- * upstream both directions go through the authentication guard
- * (authguard.c): SCRAM-SHA-256-PLUS is removed from the mechanisms relayed
- * (channel binding cannot cross a proxy), and a client that still signals
- * channel binding (gs2 flag 'y') is told here why it cannot log in instead
- * of the server failing it obscurely.
+ * Authentication passes through, so while it runs over a TLS upstream
+ * both directions go through the authentication guard (authguard.c):
+ * SCRAM-SHA-256-PLUS is removed from the mechanisms relayed (channel
+ * binding cannot cross a proxy), and a client that still signals channel
+ * binding (gs2 flag 'y') is told here why it cannot log in instead of the
+ * server failing it obscurely.
  */
 #include "pgproxy/session.h"
 
@@ -46,113 +44,12 @@
 #include "pgproxy/tls.h"
 #include "pgproxy/track.h"
 
-/* A request profile keeps this many statements and bytes of SQL text (then counts drops). */
-#define PGP_SESSION_PROFILE_MAX_EVENTS 1000u
-#define PGP_SESSION_PROFILE_TEXT_BYTES (64u * 1024u)
-/* A console answer is capped here (console.c ends a longer result cleanly). */
-#define PGP_SESSION_CONSOLE_OUTPUT_BYTES (16u * 1024u * 1024u)
-/* How long a client may take to send its startup packet (PostgreSQL's authentication_timeout). */
-#define PGP_SESSION_STARTUP_TIMEOUT_MS 60000
-/* How long closing may wait for queued bytes to drain before the handles are cut. */
-#define PGP_SESSION_LINGER_MS 5000
-/* Largest body captured from a server message we need to read (BackendKeyData). */
-#define PGP_SESSION_CAPTURE_BYTES (8 + PGP_PROTO_CANCEL_KEY_MAX_BYTES)
+#include "session_int.h"
 
-typedef enum pgp_session_state {
-    PGP_SESSION_STARTUP,
-    PGP_SESSION_CONNECTING,
-    PGP_SESSION_RELAY,
-    PGP_SESSION_CONSOLE,    /* the client talks to pgproxy's SQL console (cconn.c) */
-    PGP_SESSION_CLOSING,
-} pgp_session_state_t;
 
-/* The client's startup phase. */
-typedef struct startup_state {
-    uint8_t *pkt;            /* PGP_PROTO_STARTUP_MAX_BYTES, allocated on first byte */
-    uint32_t len;            /* bytes buffered */
-    uint32_t need;           /* packet length once the length word is in, else 0 */
-    bool ssl_answered;
-    bool gss_answered;
-    pgp_chunk_t *early;      /* bytes after the StartupMessage, held until connected */
-    size_t early_off, early_len;
-} startup_state_t;
 
-/* Who is on the other end, for logs and (later) the admin surfaces. */
-typedef struct session_info {
-    char user[128];
-    char database[128];
-    char application_name[128];
-    char client_addr[64];
-    bool is_local;           /* loopback address or Unix socket (console access) */
-} session_info_t;
 
-/* What the session follows of the backend's side of the protocol. */
-typedef struct backend_state {
-    uint32_t pid;
-    uint32_t key_len;         /* 0 until BackendKeyData was seen */
-    uint8_t key[PGP_PROTO_CANCEL_KEY_MAX_BYTES];
-    uint32_t pending;         /* Query/Sync/FunctionCall sent, ReadyForQuery not yet seen */
-    uint8_t txn_status;       /* last ReadyForQuery status: 'I', 'T', 'E'; 0 before the first */
-    uint8_t last_type;        /* type of the last server message begun */
-    uint8_t capture[PGP_SESSION_CAPTURE_BYTES];
-    uint32_t capture_len;
-    bool capturing;
-} backend_state_t;
-
-/* TLS on the two hops, and the authentication guard (see the top of the file). */
-typedef enum upstream_phase {
-    UP_PLAIN,            /* no TLS negotiation (or done) */
-    UP_SSL_ANSWER,       /* our SSLRequest is out, waiting for 'S' or 'N' */
-    UP_HANDSHAKE,        /* TLS handshake with the server */
-} upstream_phase_t;
-
-typedef struct session_tls {
-    bool client_on;          /* the client hop is TLS */
-    bool server_on;          /* the server hop is TLS */
-    uint8_t up_phase;        /* upstream_phase_t */
-    pgp_authguard_t guard;   /* active while authentication runs over a TLS upstream */
-} session_tls_t;
-
-struct pgp_session {
-    uint64_t id;
-    pgp_server_t *srv;
-    pgp_session_state_t state;
-    pgp_peer_t client;
-    pgp_peer_t server;
-    pgp_framer_t c2s;
-    pgp_framer_t s2c;
-    pgp_track_t *track;       /* statement tracking; NULL when profiling is off */
-    pgp_profiler_t *profiler; /* request profiles; NULL when profiling is off */
-    pgp_conn_entry_t *conn;   /* this session in /debug/connections, or NULL */
-    uint8_t *notice;          /* a NoticeResponse waiting for a message boundary, or NULL */
-    size_t notice_len;
-    pgp_cconn_t *console;     /* PGP_SESSION_CONSOLE only */
-    uv_timer_t timer;
-    pgp_dial_t dial;
-    startup_state_t startup;
-    session_info_t info;
-    backend_state_t be;
-    session_tls_t tls;
-    uint64_t started_ms;
-    const char *close_reason;
-    int refs;                 /* live handles + a dial whose callback is pending */
-    bool counted;             /* within max_client_connections */
-    bool draining;            /* close when next idle */
-    bool client_terminated;   /* the client sent Terminate */
-    bool logged_open;
-    bool server_counted;      /* counted in the server_connections gauge */
-    pgp_session_t *prev, *next;
-};
-
-static void session_close(pgp_session_t *s, const char *reason);
-
-/* For writes just before a close: a failure changes nothing, the session is ending. */
-static void best_effort(int status)
-{
-    (void)status;
-}
-
-static void session_log_open(pgp_session_t *s)
+void session_log_open(pgp_session_t *s)
 {
     char id[24];
     snprintf(id, sizeof(id), "%llu", (unsigned long long)s->id);
@@ -226,7 +123,7 @@ static void on_session_timer_close(uv_handle_t *h)
 }
 
 /* Drop one reference; when only the timer is left, close it too. */
-static void session_unref(pgp_session_t *s)
+void session_unref(pgp_session_t *s)
 {
     s->refs--;
     if (s->refs == 1 && s->state == PGP_SESSION_CLOSING &&
@@ -246,7 +143,7 @@ static void on_linger_timeout(uv_timer_t *t)
     pgp_peer_close(&s->server);
 }
 
-static void session_close(pgp_session_t *s, const char *reason)
+void session_close(pgp_session_t *s, const char *reason)
 {
     if (s->state == PGP_SESSION_CLOSING)
         return;
@@ -263,7 +160,7 @@ static void session_close(pgp_session_t *s, const char *reason)
 }
 
 /* Send pgproxy's own ErrorResponse to the client (if the stream allows one), then close. */
-static void session_fail(pgp_session_t *s, const char *sqlstate, const char *message,
+void session_fail(pgp_session_t *s, const char *sqlstate, const char *message,
                          const char *reason)
 {
     if (s->state == PGP_SESSION_CLOSING)
@@ -278,7 +175,7 @@ static void session_fail(pgp_session_t *s, const char *sqlstate, const char *mes
 }
 
 /* A CancelRequest to the upstream, over TLS when the upstream hop uses it. */
-static void session_send_cancel(pgp_server_t *srv, uint32_t pid, const uint8_t *key,
+void session_send_cancel(pgp_server_t *srv, uint32_t pid, const uint8_t *key,
                                 uint32_t key_len)
 {
     pgp_dial_send_cancel(srv->loop, &srv->cfg->proxy.upstream_ep, srv->upstream_tls,
@@ -514,13 +411,11 @@ static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
 static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n);
 static void on_client_error(pgp_peer_t *p, int status);
 static void on_server_error(pgp_peer_t *p, int status);
-static void on_client_tls(pgp_peer_t *p, bool ok);
-static void on_server_tls(pgp_peer_t *p, bool ok);
 
 static const pgp_peer_events_t client_events = { on_client_data, on_client_error, on_peer_closed,
-                                                 on_client_tls };
-static const pgp_peer_events_t server_events = { on_server_data, on_server_error, on_peer_closed,
-                                                 on_server_tls };
+                                                 session_on_client_tls };
+const pgp_peer_events_t session_server_events = { on_server_data, on_server_error, on_peer_closed,
+                                                 session_on_server_tls };
 
 #define CHANNEL_BINDING_MESSAGE                                                                \
     "pgproxy: the client asked for SCRAM channel binding, which cannot pass through pgproxy "  \
@@ -632,7 +527,6 @@ static void guard_server_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
     relay_server_bytes(s, c, n - pos);
 }
 
-static void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n);
 
 static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
 {
@@ -681,10 +575,10 @@ static void on_client_error(pgp_peer_t *p, int status)
         session_close(s, status == UV_EOF ? "client closed" : "client error");
 }
 
-/* ---- connecting -------------------------------------------------------- */
+/* ---- relay begins ---------------------------------------------------- */
 
 /* The upstream hop is ready (TLS or not): send the startup packet, relay both ways. */
-static void session_begin_relay(pgp_session_t *s)
+void session_begin_relay(pgp_session_t *s)
 {
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
@@ -734,354 +628,6 @@ static void session_begin_relay(pgp_session_t *s)
         session_fail(s, "08006", "pgproxy: could not read from the connection", "read failed");
 }
 
-/* An upstream problem: the client gets FATAL 08006 "pgproxy: <what> <host:port>[: why]". */
-static void session_upstream_failed(pgp_session_t *s, const char *what, const char *why,
-                                    const char *reason)
-{
-    char where[300], msg[600];
-    pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
-    if (why != NULL)
-        snprintf(msg, sizeof(msg), "pgproxy: %s %s: %s", what, where, why);
-    else
-        snprintf(msg, sizeof(msg), "pgproxy: %s %s", what, where);
-    pgp_log(PGP_LOG_WARN, reason, "upstream", where, "error", why != NULL ? why : what, NULL);
-    session_fail(s, "08006", msg, reason);
-}
-
-/* The server's one-byte answer to our SSLRequest. */
-static void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n)
-{
-    uint8_t answer = c->data[0];
-    pgp_chunk_put(c);
-    if (answer == 'S' && n > 1) {
-        /* Bytes before the handshake could be injected (CVE-2021-23222). */
-        session_upstream_failed(s, "unencrypted data after the TLS answer of upstream", NULL,
-                                "upstream TLS failed");
-        return;
-    }
-    if (answer == 'S') {
-        pgp_tls_t *t = pgp_tls_new(s->srv->upstream_tls, s->srv->cfg->proxy.upstream_ep.host,
-                                   false);
-        if (t == NULL) {
-            session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
-            return;
-        }
-        s->tls.up_phase = UP_HANDSHAKE;
-        if (pgp_peer_tls_start(&s->server, t, NULL, 0) < 0)
-            session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
-        return;
-    }
-    if (answer == 'N' && s->srv->upstream_tls_mode == PGP_UPSTREAM_TLS_PREFER) {
-        session_begin_relay(s);   /* prefer: plaintext on the same connection, as libpq */
-        return;
-    }
-    session_upstream_failed(s, "upstream",
-                            answer == 'N' ? "the server does not support TLS, which "
-                                            "proxy.upstream_tls requires"
-                                          : "the server refused the TLS request",
-                            "upstream TLS failed");
-}
-
-static void count_handshake(pgp_session_t *s, int side, bool ok)
-{
-    pgp_observe_add(&s->srv->conn_stats->tls_handshakes[side][ok ? 0 : 1], 1);
-}
-
-static void on_server_tls(pgp_peer_t *p, bool ok)
-{
-    pgp_session_t *s = p->owner;
-    count_handshake(s, PGP_REGISTRY_TLS_SERVER, ok);
-    if (s->state != PGP_SESSION_CONNECTING)
-        return;
-    if (!ok) {
-        session_upstream_failed(s, "TLS handshake failed with upstream", pgp_tls_reason(p->tls),
-                                "upstream TLS handshake failed");
-        return;
-    }
-    s->tls.server_on = true;
-    session_begin_relay(s);
-}
-
-static void on_client_tls(pgp_peer_t *p, bool ok)
-{
-    pgp_session_t *s = p->owner;
-    count_handshake(s, PGP_REGISTRY_TLS_CLIENT, ok);
-    if (s->state != PGP_SESSION_STARTUP)
-        return;
-    if (!ok) {
-        /* The client expects TLS: nothing we could say would reach it in clear. */
-        pgp_log(PGP_LOG_INFO, "client TLS handshake failed", "client", s->info.client_addr,
-                "error", pgp_tls_reason(p->tls), NULL);
-        session_close(s, "client TLS handshake failed");
-        return;
-    }
-    s->tls.client_on = true;
-}
-
-static void on_upstream_connected(pgp_dial_t *d, int status)
-{
-    pgp_session_t *s = d->data;
-    if (s->state != PGP_SESSION_CONNECTING) {
-        session_unref(s);   /* the dial's reference */
-        return;
-    }
-    if (status < 0) {
-        session_upstream_failed(s, "could not connect to upstream", uv_strerror(status),
-                                "upstream unreachable");
-        session_unref(s);
-        return;
-    }
-    session_unref(s);   /* the dial's reference; the handle keeps its own */
-    s->server_counted = true;
-    pgp_observe_add(&s->srv->conn_stats->server_connections, 1);
-    if (s->srv->upstream_tls == NULL) {
-        session_begin_relay(s);
-        return;
-    }
-    /* TLS first: our own SSLRequest; the connect timeout covers the handshake too. */
-    uint8_t req[8];
-    pgp_put_be32(req, 8);
-    pgp_put_be32(req + 4, PGP_PROTO_SSL_REQUEST_CODE);
-    s->tls.up_phase = UP_SSL_ANSWER;
-    if (pgp_peer_send_copy(&s->server, req, sizeof(req)) < 0 ||
-        pgp_peer_read_start(&s->server) < 0)
-        session_fail(s, "08006", "lost connection to the server", "server write failed");
-}
-
-static void on_connect_timeout(uv_timer_t *t)
-{
-    pgp_session_t *s = t->data;
-    char where[300], msg[400];
-    pgp_endpoint_format(&s->srv->cfg->proxy.upstream_ep, where, sizeof(where));
-    snprintf(msg, sizeof(msg), "pgproxy: timeout connecting to upstream %s", where);
-    pgp_log(PGP_LOG_WARN, "upstream connect timeout", "upstream", where, NULL);
-    session_fail(s, "08006", msg, "upstream connect timeout");
-}
-
-static void session_connect_upstream(pgp_session_t *s)
-{
-    const pgp_config_t *cfg = s->srv->cfg;
-    s->state = PGP_SESSION_CONNECTING;
-    pgp_peer_read_stop(&s->client);
-    int r = pgp_dial_start(&s->dial, s->srv->loop, &cfg->proxy.upstream_ep, &s->server.io,
-                           on_upstream_connected, s);
-    if (s->dial.io_ready) {
-        pgp_peer_init(&s->server, &server_events, s);
-        s->refs++;
-    }
-    if (r < 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "pgproxy: could not connect to upstream: %s", uv_strerror(r));
-        session_fail(s, "08006", msg, "upstream unreachable");
-        return;
-    }
-    s->refs++;   /* the dial's callback */
-    (void)uv_timer_start(&s->timer, on_connect_timeout, (uint64_t)cfg->proxy.connect_timeout_ms,
-                         0);
-}
-
-/* ---- startup ----------------------------------------------------------- */
-
-static void copy_field(char *dst, size_t cap, const char *src)
-{
-    size_t n = src ? strnlen(src, cap - 1) : 0;
-    if (n)
-        memcpy(dst, src, n);
-    dst[n] = '\0';
-}
-
-/* Send what the console wrote; close when it says so.  The output buffer is reused. */
-static void session_console_flush(pgp_session_t *s, pgp_render_t *out, pgp_cconn_next_t next)
-{
-    if (pgp_render_len(out) > 0 &&
-        pgp_peer_send_copy(&s->client, pgp_render_data(out), pgp_render_len(out)) < 0)
-        next = PGP_CCONN_CLOSE;
-    pgp_render_free(out);
-    if (next == PGP_CCONN_CLOSE)
-        session_close(s, "console closed");
-}
-
-/* database "pgproxy": no upstream, pgproxy answers (cconn.c, console.c). */
-static void session_start_console(pgp_session_t *s, const uint8_t *early, size_t early_len)
-{
-    pgp_render_t out;
-    pgp_cconn_next_t next;
-    pgp_render_init(&out, PGP_SESSION_CONSOLE_OUTPUT_BYTES);
-    (void)uv_timer_stop(&s->timer);
-    s->state = PGP_SESSION_CONSOLE;
-    s->console = pgp_cconn_start(s->srv->cfg, s->srv->console, s->info.user,
-                                 s->info.application_name, s->info.is_local,
-                                 (uint32_t)s->id, (uint32_t)(s->id * 2654435761u), &out, &next);
-    if (s->console == NULL) {
-        pgp_render_free(&out);
-        session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
-        return;
-    }
-    if (next == PGP_CCONN_CONTINUE && early_len > 0)
-        next = pgp_cconn_feed(s->console, early, early_len, &out);
-    /* Console clients are listed too (SHOW CONNECTIONS shows who is looking). */
-    pgp_registry_t *reg = pgp_observer_registry(s->srv->observer);
-    if (reg != NULL && next == PGP_CCONN_CONTINUE)
-        s->conn = pgp_registry_add(reg, s->id, s->info.user, s->info.database,
-                                   s->info.client_addr, s->info.application_name,
-                                   pgp_clock_to_wall_ns(pgp_clock_now()));
-    session_console_flush(s, &out, next);
-}
-
-static void on_console_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
-{
-    pgp_render_t out;
-    pgp_render_init(&out, PGP_SESSION_CONSOLE_OUTPUT_BYTES);
-    pgp_cconn_next_t next = pgp_cconn_feed(s->console, c->data, n, &out);
-    pgp_chunk_put(c);
-    session_console_flush(s, &out, next);
-}
-
-/*
- * Start TLS with the client: after answering 'S' to its SSLRequest, or at
- * once when its first bytes are a ClientHello (direct TLS: `hello` holds
- * them, and ALPN "postgresql" is required, as PostgreSQL 17 does).
- */
-static void session_client_tls_begin(pgp_session_t *s, const uint8_t *hello, size_t len)
-{
-    static const uint8_t yes = 'S';
-    if (hello == NULL && pgp_peer_send_copy(&s->client, &yes, 1) < 0) {
-        session_close(s, "client write failed");
-        return;
-    }
-    pgp_tls_t *t = pgp_tls_new(s->srv->client_tls, NULL, hello != NULL);
-    if (t == NULL) {
-        session_close(s, "out of memory");
-        return;
-    }
-    if (pgp_peer_tls_start(&s->client, t, hello, len) < 0)
-        session_close(s, "out of memory");
-}
-
-/* Handle one complete startup packet; `more` = bytes already read behind it. */
-static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest_off,
-                                   size_t more, bool *chunk_taken)
-{
-    pgp_startup_t st;
-    const char *why = NULL;
-    if (pgp_startup_parse(s->startup.pkt, s->startup.len, &st, &why) < 0) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "pgproxy: %s", why);
-        session_fail(s, "08P01", msg,
-                     "bad startup packet");
-        return;
-    }
-    switch (st.kind) {
-    case PGP_STARTUP_SSL_REQUEST:
-    case PGP_STARTUP_GSSENC_REQUEST: {
-        bool *answered = st.kind == PGP_STARTUP_SSL_REQUEST ? &s->startup.ssl_answered
-                                                            : &s->startup.gss_answered;
-        if (more > 0) {
-            /* Bytes sent before our answer may be an injection (CVE-2021-23214). */
-            session_fail(s, "08P01", "received unencrypted data after SSL request",
-                         "data after encryption request");
-            return;
-        }
-        if (*answered) {
-            session_fail(s, "08P01", "pgproxy: duplicate encryption request",
-                         "bad startup packet");
-            return;
-        }
-        *answered = true;
-        s->startup.len = 0;
-        s->startup.need = 0;
-        if (st.kind == PGP_STARTUP_SSL_REQUEST && s->srv->client_tls != NULL) {
-            session_client_tls_begin(s, NULL, 0);
-            return;
-        }
-        static const uint8_t no = 'N';
-        if (pgp_peer_send_copy(&s->client, &no, 1) < 0)
-            session_close(s, "client write failed");
-        return;
-    }
-    case PGP_STARTUP_CANCEL_REQUEST:
-        /* Forward on a fresh upstream connection; the server never answers. */
-        session_send_cancel(s->srv, st.cancel_pid, st.cancel_key, st.cancel_key_len);
-        session_close(s, "cancel request");
-        return;
-    case PGP_STARTUP_MESSAGE:
-        break;
-    }
-    copy_field(s->info.user, sizeof(s->info.user), st.user);
-    copy_field(s->info.database, sizeof(s->info.database), st.database);
-    copy_field(s->info.application_name, sizeof(s->info.application_name),
-               st.application_name);
-    if (s->srv->client_tls_mode == PGP_CLIENT_TLS_REQUIRE && !s->tls.client_on &&
-        s->client.io.handle.type == UV_TCP) {
-        session_fail(s, "28000",
-                     "pgproxy: TLS is required (proxy.client_tls = require); connect with "
-                     "sslmode=require or stronger",
-                     "TLS required");
-        return;
-    }
-    if (!s->counted) {
-        pgp_observe_add(&s->srv->conn_stats->connections_refused, 1);
-        session_fail(s, "53300", "sorry, too many clients already", "too many clients");
-        return;
-    }
-    session_log_open(s);
-    if (strcmp(s->info.database, PGP_CONSOLE_DATABASE) == 0) {
-        session_start_console(s, c->data + rest_off, more);
-        return;
-    }
-    if (more > 0) {
-        s->startup.early = c;
-        s->startup.early_off = rest_off;
-        s->startup.early_len = more;
-        *chunk_taken = true;
-    }
-    session_connect_upstream(s);
-}
-
-static void on_client_startup_bytes(pgp_session_t *s, pgp_chunk_t *c, size_t n)
-{
-    size_t pos = 0;
-    bool taken = false;
-    if (s->startup.pkt == NULL) {
-        s->startup.pkt = malloc(PGP_PROTO_STARTUP_MAX_BYTES);
-        if (s->startup.pkt == NULL) {
-            pgp_chunk_put(c);
-            session_close(s, "out of memory");
-            return;
-        }
-    }
-    if (s->startup.len == 0 && !s->startup.ssl_answered && s->client.tls == NULL &&
-        c->data[0] == PGP_PROTO_TLS_HANDSHAKE_BYTE && s->srv->client_tls != NULL) {
-        s->startup.ssl_answered = true;
-        session_client_tls_begin(s, c->data, n);
-        pgp_chunk_put(c);
-        return;
-    }
-    while (pos < n && s->state == PGP_SESSION_STARTUP) {
-        uint32_t want = s->startup.need ? s->startup.need : 4;
-        size_t k = n - pos;
-        if (k > want - s->startup.len)
-            k = want - s->startup.len;
-        memcpy(s->startup.pkt + s->startup.len, c->data + pos, k);
-        s->startup.len += (uint32_t)k;
-        pos += k;
-        if (s->startup.len < want)
-            break;
-        if (s->startup.need == 0) {
-            s->startup.need = pgp_startup_length(s->startup.pkt);
-            if (s->startup.need == 0) {
-                session_fail(s, "08P01", "pgproxy: invalid length of startup packet",
-                             "bad startup packet");
-                break;
-            }
-            continue;
-        }
-        session_startup_packet(s, c, pos, n - pos, &taken);
-    }
-    if (!taken)
-        pgp_chunk_put(c);
-}
-
 static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
 {
     pgp_session_t *s = p->owner;
@@ -1090,23 +636,16 @@ static void on_client_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
         relay_client_bytes(s, c, 0, n);
         return;
     case PGP_SESSION_STARTUP:
-        on_client_startup_bytes(s, c, n);
+        session_on_startup_bytes(s, c, n);
         return;
     case PGP_SESSION_CONSOLE:
-        on_console_bytes(s, c, n);
+        session_on_console_bytes(s, c, n);
         return;
     case PGP_SESSION_CONNECTING:   /* reads are stopped; nothing should arrive */
     case PGP_SESSION_CLOSING:
         pgp_chunk_put(c);
         return;
     }
-}
-
-static void on_startup_timeout(uv_timer_t *t)
-{
-    pgp_session_t *s = t->data;
-    session_fail(s, "08P01", "pgproxy: timeout waiting for the startup packet",
-                 "startup timeout");
 }
 
 /* ---- public ------------------------------------------------------------ */
@@ -1176,7 +715,7 @@ int pgp_session_accept(pgp_server_t *srv)
             }
         }
     } else {
-        copy_field(s->info.client_addr, sizeof(s->info.client_addr), "unix");
+        session_copy_field(s->info.client_addr, sizeof(s->info.client_addr), "unix");
         s->info.is_local = true;
     }
 
@@ -1187,7 +726,7 @@ int pgp_session_accept(pgp_server_t *srv)
         session_close(s, "too many clients");
         return 0;
     }
-    (void)uv_timer_start(&s->timer, on_startup_timeout, PGP_SESSION_STARTUP_TIMEOUT_MS, 0);
+    (void)uv_timer_start(&s->timer, session_on_startup_timeout, PGP_SESSION_STARTUP_TIMEOUT_MS, 0);
     if (pgp_peer_read_start(&s->client) < 0)
         session_close(s, "read failed");
     return 0;
