@@ -649,9 +649,12 @@ class TestProfilingProxy(h.TestCase):
         e = self.entry(p, "AS slept", calls=SIMPLE_SLEEP_RUNS)
         self.assertEqual(e["normalized"], "SELECT pg_sleep(?) AS slept")
         self.assert_counts(e, calls=2, errors=0, rows=2)
+        # pg_sleep(0.2): never shorter; the upper bound leaves room for a loaded CI
+        # machine (a 2-core run measured 249.7 ms) while still catching time that is
+        # not the statement's (think time, the next statement).
         for k in ("mean_ms", "min_ms", "max_ms", "p50_ms", "p99_ms"):
-            self.assert_ms(e, k, 180, 240)
-        self.assert_ms(e, "total_ms", 360, 480)
+            self.assert_ms(e, k, 180, 350)
+        self.assert_ms(e, "total_ms", 360, 700)
 
         # A multi-statement Query is one event, timed to its ReadyForQuery.
         e = self.entry(p, "AS multi_a", calls=1)
