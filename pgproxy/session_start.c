@@ -52,7 +52,10 @@ void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n)
         pgp_tls_t *t = pgp_tls_new(s->srv->upstream_tls, s->srv->cfg->proxy.upstream_ep.host,
                                    false);
         if (t == NULL) {
-            session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
+            /* Out of memory, or a host name OpenSSL cannot check a certificate against. */
+            session_upstream_failed(s, "could not set up TLS toward upstream",
+                                    "out of memory or an unusable host name",
+                                    "upstream TLS failed");
             return;
         }
         s->tls.up_phase = UP_HANDSHAKE;
