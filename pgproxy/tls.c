@@ -232,6 +232,8 @@ void pgp_tls_ctx_free(pgp_tls_ctx_t *ctx)
 
 static int buf_append(tls_buf_t *b, const uint8_t *data, size_t len)
 {
+    if (len == 0)
+        return 0;
     if (b->off > 0 && b->off == b->len)
         b->off = b->len = 0;
     if (b->len + len > b->cap) {
@@ -555,6 +557,8 @@ size_t pgp_tls_out_take(pgp_tls_t *t, uint8_t *out, size_t cap)
 {
     const uint8_t *p;
     size_t n = pgp_tls_out_peek(t, &p);
+    if (n == 0)
+        return 0;   /* the buffer may not even exist */
     if (n > cap)
         n = cap;
     memcpy(out, p, n);
@@ -564,8 +568,9 @@ size_t pgp_tls_out_take(pgp_tls_t *t, uint8_t *out, size_t cap)
 
 size_t pgp_tls_out_peek(const pgp_tls_t *t, const uint8_t **data)
 {
-    *data = t->out.data + t->out.off;
-    return t->out.len - t->out.off;
+    size_t n = t->out.len - t->out.off;
+    *data = n > 0 ? t->out.data + t->out.off : NULL;
+    return n;
 }
 
 void pgp_tls_out_consume(pgp_tls_t *t, size_t n)
