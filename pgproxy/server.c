@@ -43,7 +43,9 @@ static int tls_load(const pgp_config_t *cfg, pgp_tls_ctx_t **client, pgp_tls_ctx
         pgp_tls_verify_t v = strcmp(mode, "verify-full") == 0 ? PGP_TLS_VERIFY_FULL
                              : strcmp(mode, "verify-ca") == 0 ? PGP_TLS_VERIFY_CA
                                                               : PGP_TLS_VERIFY_NONE;
-        *upstream = pgp_tls_ctx_client(v, cfg->proxy.upstream_tls_ca_file,
+        /* As libpq: prefer never verifies; require verifies the chain when given a CA file. */
+        const char *ca = strcmp(mode, "prefer") == 0 ? "" : cfg->proxy.upstream_tls_ca_file;
+        *upstream = pgp_tls_ctx_client(v, ca,
                                        cfg->proxy.upstream_tls_cert_file,
                                        cfg->proxy.upstream_tls_key_file, why, sizeof(why));
         if (*upstream == NULL) {

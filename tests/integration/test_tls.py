@@ -547,6 +547,12 @@ class TestUpstreamVerifyProxy(TlsTestCase):
             p.check()
         # require does not verify: it logs in.
         self.works(self.tls_proxy(upstream_tls="require", name="pgproxy-wrongca-require"))
+        # libpq's rules with a CA file: require then checks the chain, prefer never does.
+        p = self.tls_proxy(upstream=CLUSTER.upstream("localhost"), upstream_tls="require",
+                           ca=CERTS.ca, name="pgproxy-wrongca-require-ca")
+        self.assert_upstream_refused(p, t.REASONS_WRONG_CA, "wrong CA, require with a CA file")
+        self.works(self.tls_proxy(upstream=CLUSTER.upstream("localhost"), upstream_tls="prefer",
+                                  ca=CERTS.ca, name="pgproxy-wrongca-prefer-ca"))
 
     def test_wrong_host_name_and_ip(self):
         self.server_cert("wrong_name")
