@@ -329,6 +329,11 @@ int pgp_peer_send(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
     return peer_tls_flush(p);
 }
 
+bool pgp_peer_tls_up(const pgp_peer_t *p)
+{
+    return p->tls != NULL && !p->tls_broken && pgp_tls_established(p->tls);
+}
+
 int pgp_peer_tls_start(pgp_peer_t *p, struct pgp_tls *tls, const uint8_t *initial, size_t len)
 {
     p->tls = tls;

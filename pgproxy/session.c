@@ -539,7 +539,7 @@ static void on_server_data(pgp_peer_t *p, pgp_chunk_t *c, size_t n)
         relay_server_bytes(s, c, n);
         return;
     }
-    if (s->state == PGP_SESSION_CONNECTING && s->tls.up_phase == UP_SSL_ANSWER) {
+    if (s->state == PGP_SESSION_CONNECTING && s->tls.ssl_answer_pending) {
         session_upstream_ssl_answer(s, c, n);
         return;
     }
@@ -582,8 +582,7 @@ void session_begin_relay(pgp_session_t *s)
 {
     (void)uv_timer_stop(&s->timer);
     s->state = PGP_SESSION_RELAY;
-    s->tls.up_phase = UP_PLAIN;
-    if (s->tls.server_on)
+    if (pgp_peer_tls_up(&s->server))
         pgp_authguard_start(&s->tls.guard);
     if (s->srv->cfg->profiling.enabled) {
         /* Without memory for a tracker the session is relayed unobserved. */
@@ -599,10 +598,10 @@ void session_begin_relay(pgp_session_t *s)
         s->conn = pgp_registry_add(reg, s->id, s->info.user, s->info.database,
                                    s->info.client_addr, s->info.application_name,
                                    pgp_clock_to_wall_ns(pgp_clock_now()));
-        if (s->tls.client_on)
+        if (pgp_peer_tls_up(&s->client))
             pgp_registry_set_tls(reg, s->conn, PGP_REGISTRY_TLS_CLIENT,
                                  pgp_tls_version(s->client.tls), pgp_tls_cipher(s->client.tls));
-        if (s->tls.server_on)
+        if (pgp_peer_tls_up(&s->server))
             pgp_registry_set_tls(reg, s->conn, PGP_REGISTRY_TLS_SERVER,
                                  pgp_tls_version(s->server.tls), pgp_tls_cipher(s->server.tls));
     }

@@ -74,17 +74,9 @@ typedef struct backend_state {
     bool capturing;
 } backend_state_t;
 
-/* TLS on the two hops, and the authentication guard (see the top of the file). */
-typedef enum upstream_phase {
-    UP_PLAIN,            /* no TLS negotiation (or done) */
-    UP_SSL_ANSWER,       /* our SSLRequest is out, waiting for 'S' or 'N' */
-    UP_HANDSHAKE,        /* TLS handshake with the server */
-} upstream_phase_t;
-
+/* TLS state the peers do not hold themselves (whether a hop is TLS: pgp_peer_tls_up). */
 typedef struct session_tls {
-    bool client_on;          /* the client hop is TLS */
-    bool server_on;          /* the server hop is TLS */
-    uint8_t up_phase;        /* upstream_phase_t */
+    bool ssl_answer_pending; /* our SSLRequest is out, waiting for the server's 'S' or 'N' */
     pgp_authguard_t guard;   /* active while authentication runs over a TLS upstream */
 } session_tls_t;
 

@@ -42,6 +42,7 @@ void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n)
 {
     uint8_t answer = c->data[0];
     pgp_chunk_put(c);
+    s->tls.ssl_answer_pending = false;
     if (answer == 'S' && n > 1) {
         /* Bytes before the handshake could be injected (CVE-2021-23222). */
         session_upstream_failed(s, "unencrypted data after the TLS answer of upstream", NULL,
@@ -58,7 +59,6 @@ void session_upstream_ssl_answer(pgp_session_t *s, pgp_chunk_t *c, size_t n)
                                     "upstream TLS failed");
             return;
         }
-        s->tls.up_phase = UP_HANDSHAKE;
         if (pgp_peer_tls_start(&s->server, t, NULL, 0) < 0)
             session_fail(s, "53200", "pgproxy: out of memory", "out of memory");
         return;
@@ -90,7 +90,6 @@ void session_on_server_tls(pgp_peer_t *p, bool ok)
                                 "upstream TLS handshake failed");
         return;
     }
-    s->tls.server_on = true;
     session_begin_relay(s);
 }
 
@@ -107,7 +106,6 @@ void session_on_client_tls(pgp_peer_t *p, bool ok)
         session_close(s, "client TLS handshake failed");
         return;
     }
-    s->tls.client_on = true;
 }
 
 static void on_upstream_connected(pgp_dial_t *d, int status)
@@ -134,7 +132,7 @@ static void on_upstream_connected(pgp_dial_t *d, int status)
     uint8_t req[8];
     pgp_put_be32(req, 8);
     pgp_put_be32(req + 4, PGP_PROTO_SSL_REQUEST_CODE);
-    s->tls.up_phase = UP_SSL_ANSWER;
+    s->tls.ssl_answer_pending = true;
     if (pgp_peer_send_copy(&s->server, req, sizeof(req)) < 0 ||
         pgp_peer_read_start(&s->server) < 0)
         session_fail(s, "08006", "lost connection to the server", "server write failed");
@@ -303,7 +301,7 @@ static void session_startup_packet(pgp_session_t *s, pgp_chunk_t *c, size_t rest
     session_copy_field(s->info.database, sizeof(s->info.database), st.database);
     session_copy_field(s->info.application_name, sizeof(s->info.application_name),
                st.application_name);
-    if (s->srv->client_tls_mode == PGP_CLIENT_TLS_REQUIRE && !s->tls.client_on &&
+    if (s->srv->client_tls_mode == PGP_CLIENT_TLS_REQUIRE && !pgp_peer_tls_up(&s->client) &&
         s->client.io.handle.type == UV_TCP) {
         session_fail(s, "28000",
                      "pgproxy: TLS is required (proxy.client_tls = require); connect with "

@@ -116,6 +116,9 @@ __attribute__((warn_unused_result)) int pgp_peer_send_copy(pgp_peer_t *p, const 
 __attribute__((warn_unused_result)) int pgp_peer_tls_start(pgp_peer_t *p, struct pgp_tls *tls,
                                                            const uint8_t *initial, size_t len);
 
+/* True when p carries TLS and its handshake has completed (and nothing failed since). */
+bool pgp_peer_tls_up(const pgp_peer_t *p);
+
 /* Close now (pending writes are cancelled).  on_close follows.  Idempotent. */
 void pgp_peer_close(pgp_peer_t *p);
 
