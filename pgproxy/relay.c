@@ -89,6 +89,8 @@ static void on_peer_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)c->data, PGP_CHUNK_BYTES);
 }
 
+static int peer_try_write(pgp_peer_t *p, const uint8_t *data, size_t len);
+static int peer_queue(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len);
 static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len);
 
 /*
@@ -101,15 +103,14 @@ static int peer_tls_flush(pgp_peer_t *p)
     const uint8_t *data;
     size_t len;
     while ((len = pgp_tls_out_peek(p->tls, &data)) > 0) {
-        if (p->pending_writes == 0 && p->open && !p->close_after_write) {
-            uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-            int n = uv_try_write(&p->io.stream, &b, 1);
-            if (n > 0) {
-                pgp_tls_out_consume(p->tls, (size_t)n);
-                continue;
-            }
-            if (n != UV_EAGAIN && n != UV_ENOSYS)
-                return n;
+        if (!p->open || p->close_after_write)
+            return UV_EPIPE;
+        int n = peer_try_write(p, data, len);
+        if (n < 0)
+            return n;
+        if (n > 0) {
+            pgp_tls_out_consume(p->tls, (size_t)n);
+            continue;
         }
         pgp_chunk_t *c = pgp_chunk_get();
         if (c == NULL)
@@ -117,7 +118,7 @@ static int peer_tls_flush(pgp_peer_t *p)
         size_t k = len < PGP_CHUNK_BYTES ? len : PGP_CHUNK_BYTES;
         memcpy(c->data, data, k);
         pgp_tls_out_consume(p->tls, k);
-        int r = peer_send_raw(p, c, 0, k);
+        int r = peer_queue(p, c, 0, k);
         if (r < 0)
             return r;
     }
@@ -234,8 +235,7 @@ static int peer_apply_read(pgp_peer_t *p)
         if (r == UV_EALREADY)
             r = 0;   /* already reading (a TLS peer reads during its handshake) */
         /* Plaintext decrypted earlier but not yet delivered: no socket read may come for it. */
-        if (r == 0 && p->tls != NULL && pgp_tls_established(p->tls) &&
-            pgp_tls_has_input(p->tls))
+        if (r == 0 && pgp_peer_tls_up(p) && pgp_tls_has_input(p->tls))
             peer_tls_drain(p);
         return r;
     }
@@ -276,8 +276,7 @@ void pgp_peer_close_after_write(pgp_peer_t *p)
     if (!p->open)
         return;
     pgp_peer_read_stop(p);
-    if (p->tls != NULL && !p->tls_broken && !p->close_after_write &&
-        pgp_tls_established(p->tls)) {
+    if (pgp_peer_tls_up(p) && !p->close_after_write) {
         pgp_tls_shutdown(p->tls);   /* close_notify, as PostgreSQL and libpq send */
         (void)peer_tls_flush(p);
     }
@@ -316,7 +315,7 @@ int pgp_peer_send(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
     if (p->tls == NULL)
         return peer_send_raw(p, c, off, len);
     /* Nothing goes out in clear once TLS has begun, nor before it is up. */
-    if (!p->open || p->close_after_write || p->tls_broken || !pgp_tls_established(p->tls)) {
+    if (!p->open || p->close_after_write || !pgp_peer_tls_up(p)) {
         pgp_chunk_put(c);
         return UV_EPIPE;
     }
@@ -345,27 +344,22 @@ int pgp_peer_tls_start(pgp_peer_t *p, struct pgp_tls *tls, const uint8_t *initia
     return 0;
 }
 
-static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
+/*
+ * When nothing is queued on p, write(2) directly: the bytes the kernel
+ * took (0 when it took none), or a libuv error.
+ */
+static int peer_try_write(pgp_peer_t *p, const uint8_t *data, size_t len)
 {
-    if (!p->open || p->close_after_write) {
-        pgp_chunk_put(c);
-        return UV_EPIPE;
-    }
-    if (p->pending_writes == 0) {
-        uv_buf_t b = uv_buf_init((char *)c->data + off, (unsigned)len);
-        int n = uv_try_write(&p->io.stream, &b, 1);
-        if (n == (int)len) {
-            pgp_chunk_put(c);
-            return 0;
-        }
-        if (n > 0) {
-            off += (size_t)n;
-            len -= (size_t)n;
-        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            pgp_chunk_put(c);
-            return n;
-        }
-    }
+    if (p->pending_writes > 0)
+        return 0;   /* order: the queue goes first */
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write(&p->io.stream, &b, 1);
+    return n == UV_EAGAIN || n == UV_ENOSYS ? 0 : n;
+}
+
+/* Queue chunk->data[off, off+len) as a write request (takes the chunk); pauses p->dst if full. */
+static int peer_queue(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
+{
     uv_buf_t b = uv_buf_init((char *)c->data + off, (unsigned)len);
     c->req.data = p;
     int r = uv_write(&c->req, &p->io.stream, &b, 1, on_peer_write);
@@ -380,6 +374,20 @@ static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
         (void)peer_apply_read(src);
     }
     return 0;
+}
+
+static int peer_send_raw(pgp_peer_t *p, pgp_chunk_t *c, size_t off, size_t len)
+{
+    if (!p->open || p->close_after_write) {
+        pgp_chunk_put(c);
+        return UV_EPIPE;
+    }
+    int n = peer_try_write(p, c->data + off, len);
+    if (n < 0 || (size_t)n == len) {
+        pgp_chunk_put(c);
+        return n < 0 ? n : 0;
+    }
+    return peer_queue(p, c, off + (size_t)n, len - (size_t)n);
 }
 
 int pgp_peer_send_copy(pgp_peer_t *p, const void *data, size_t len)
