@@ -271,6 +271,12 @@ static void buf_consume(tls_buf_t *b, size_t n)
     }
 }
 
+/* Ciphertext fed and not yet read by OpenSSL (copied, then borrowed). */
+static size_t input_pending(const pgp_tls_t *t)
+{
+    return t->held.len - t->held.off + t->win_len;
+}
+
 static int bio_read_ex(BIO *bio, char *out, size_t len, size_t *got)
 {
     pgp_tls_t *t = BIO_get_data(bio);
@@ -319,7 +325,7 @@ static long bio_ctrl(BIO *bio, int cmd, long num, void *ptr)
     case BIO_CTRL_FLUSH:
         return 1;
     case BIO_CTRL_PENDING:
-        return t != NULL ? (long)(t->held.len - t->held.off + t->win_len) : 0;
+        return t != NULL ? (long)input_pending(t) : 0;
     case BIO_CTRL_WPENDING:
         return t != NULL ? (long)(t->out.len - t->out.off) : 0;
     default:
@@ -525,7 +531,7 @@ pgp_tls_status_t pgp_tls_read(pgp_tls_t *t, uint8_t *out, size_t cap, size_t *go
 
 bool pgp_tls_has_input(const pgp_tls_t *t)
 {
-    return SSL_pending(t->ssl) > 0 || t->held.len > t->held.off || t->win_len > 0;
+    return SSL_pending(t->ssl) > 0 || input_pending(t) > 0;
 }
 
 pgp_tls_status_t pgp_tls_write(pgp_tls_t *t, const uint8_t *data, size_t len)
