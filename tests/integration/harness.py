@@ -821,7 +821,8 @@ class RawConn:
     not send: garbage, SSLRequest pipelining, protocol 3.2, huge lengths."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0, rcvbuf=None):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
@@ -1052,3 +1053,27 @@ def call_with_timeout(fn, timeout, what="call"):
     if th.is_alive():
         raise AssertionError("%s still running after %.1fs (hang)" % (what, timeout))
     return box.get("value"), box.get("exc"), box["took"]
+
+
+def assert_cancel_ends_sleep(tc, conn, sleep_s):
+    """On psycopg connection conn (autocommit), run SELECT pg_sleep(sleep_s)
+    and conn.cancel() it 0.5 s in: the query must end with 57014 within 2 s
+    of the cancel, and conn must stay usable (assertions on TestCase tc)."""
+    import threading
+    import psycopg
+    fired = {}
+
+    def cancel():
+        fired["t"] = time.monotonic()
+        conn.cancel()
+    timer = threading.Timer(0.5, cancel)
+    timer.start()
+    try:
+        _, exc, _ = call_with_timeout(
+            lambda: conn.execute("SELECT pg_sleep(%s)" % sleep_s), 8, "cancelled pg_sleep")
+    finally:
+        timer.cancel()
+    tc.assertIsInstance(exc, psycopg.errors.QueryCanceled, repr(exc))
+    tc.assertEqual(exc.sqlstate, "57014")
+    tc.assertLess(time.monotonic() - fired["t"], 2.0)
+    tc.assertEqual(conn.execute("SELECT 'still usable'").fetchone()[0], "still usable")

@@ -327,22 +327,7 @@ class RelayCases(TargetMixin):
 
     def test_cancel_pg_sleep(self):
         with h.connect(self.port, autocommit=True) as conn:
-            fired = {}
-
-            def cancel():
-                fired["t"] = time.monotonic()
-                conn.cancel()
-            timer = threading.Timer(0.5, cancel)
-            timer.start()
-            try:
-                _, exc, took = h.call_with_timeout(
-                    lambda: conn.execute("SELECT pg_sleep(10)"), 8, "cancelled pg_sleep")
-            finally:
-                timer.cancel()
-            self.assertIsInstance(exc, psycopg.errors.QueryCanceled, repr(exc))
-            self.assertEqual(exc.sqlstate, "57014")
-            self.assertLess(time.monotonic() - fired["t"], 2.0)
-            self.assertEqual(conn.execute("SELECT 'still usable'").fetchone()[0], "still usable")
+            h.assert_cancel_ends_sleep(self, conn, 10)
 
     def test_client_killed_mid_query_ends_backend(self):
         appname = "killed_%s_%d" % (self.target, os.getpid())

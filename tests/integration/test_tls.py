@@ -292,22 +292,7 @@ class TlsCases:
     def test_cancel_over_tls_psycopg(self):
         with self.connect(autocommit=True) as conn:
             self.assertTrue(conn.pgconn.ssl_in_use)
-            fired = {}
-
-            def cancel():
-                fired["t"] = time.monotonic()
-                conn.cancel()
-            timer = threading.Timer(0.5, cancel)
-            timer.start()
-            try:
-                _, exc, _ = h.call_with_timeout(
-                    lambda: conn.execute("SELECT pg_sleep(30)"), 8, "cancelled pg_sleep")
-            finally:
-                timer.cancel()
-            self.assertIsInstance(exc, psycopg.errors.QueryCanceled, repr(exc))
-            self.assertEqual(exc.sqlstate, "57014")
-            self.assertLess(time.monotonic() - fired["t"], 2.0)
-            self.assertEqual(conn.execute("SELECT 'still usable'").fetchone()[0], "still usable")
+            h.assert_cancel_ends_sleep(self, conn, 30)
 
     def test_cancel_request_inside_tls(self):
         """A CancelRequest sent after SSLRequest + handshake (what libpq 17's

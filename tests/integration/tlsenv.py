@@ -246,16 +246,7 @@ class TlsRawConn(h.RawConn):
     speaks through the TLS layer."""
 
     def __init__(self, port, host="127.0.0.1", timeout=10.0):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect((host, port))
-        self.buf = bytearray()
-        self.pos = 0
-        self.backend_key = None
-        self.params = {}
-        self.auth_codes = []
-        self.messages = []
+        super().__init__(port, host=host, timeout=timeout)
         self.plain_sock = self.sock
 
     def ssl_request(self):
